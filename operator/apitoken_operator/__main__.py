@@ -1,0 +1,3 @@
+from apitoken_operator.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""The local development environment: a real control plane built from Go modules, and the demo."""

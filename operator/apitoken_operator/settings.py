@@ -1,0 +1,37 @@
+"""Typed settings, grouped by concern and passed in explicitly; nothing here is global state.
+
+Every duration is in seconds unless its name says otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class RetrySettings:
+    """How the Dynatrace client retries throttling and outages."""
+
+    #: Attempts per call, the first included.
+    max_attempts: int = 8
+    #: Backoff before the second attempt; doubles each time (exponential), then full jitter applies.
+    initial_backoff: float = 0.2
+    #: No single wait is longer than this, whatever the server's Retry-After says.
+    max_backoff: float = 30.0
+    #: Overall budget for one call, retries and waits included; a wait that would pass it is not started.
+    deadline: float = 120.0
+
+
+@dataclass(frozen=True)
+class DynatraceSettings:
+    """How the operator talks to a Dynatrace environment."""
+
+    #: Seconds to establish a TCP/TLS connection.
+    connect_timeout: float = 5.0
+    #: Seconds to wait for a response once the request is sent.
+    read_timeout: float = 30.0
+    #: Connections kept open per environment.
+    max_connections: int = 20
+    #: Page size for list calls (the API allows 100..10000).
+    list_page_size: int = 1000
+    retry: RetrySettings = field(default_factory=RetrySettings)
