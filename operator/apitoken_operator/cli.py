@@ -18,10 +18,16 @@ VERBS: dict[str, tuple[str, str]] = {
     "run": ("apitoken_operator.runner", "run the operator"),
     "export": ("apitoken_operator.export", "write ApiToken manifests that adopt an environment's tokens"),
     "emulator": ("apitoken_operator.emulator.command", "run the local Dynatrace Tokens API v2 emulator"),
-    "demo": ("apitoken_operator.devenv.demo", "start a local cluster, emulator and operator; reconcile a sample"),
+    "demo": (
+        "apitoken_operator.devenv.demo",
+        "start a local cluster, emulator and operator; reconcile a sample",
+    ),
 }
 DEV_VERBS: dict[str, tuple[str, str]] = {
-    "cluster": ("apitoken_operator.devenv.command", "run the local Kubernetes control plane in the foreground"),
+    "cluster": (
+        "apitoken_operator.devenv.command",
+        "run the local Kubernetes control plane in the foreground",
+    ),
 }
 
 

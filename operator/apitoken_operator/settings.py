@@ -35,3 +35,37 @@ class DynatraceSettings:
     #: Page size for list calls (the API allows 100..10000).
     list_page_size: int = 1000
     retry: RetrySettings = field(default_factory=RetrySettings)
+
+
+#: Scopes that let a token mint or manage other tokens: refused through the shared default connection
+#: unless the policy allows them explicitly.
+ADMIN_SCOPES = ("apiTokens.write", "TenantTokenManagement")
+
+
+@dataclass(frozen=True)
+class PolicySettings:
+    """What ApiTokens may ask of the operator-wide default connection (own connections are not limited).
+
+    Patterns are shell-style (`team-*`). An empty `allowed_namespaces` means every namespace.
+    """
+
+    allowed_namespaces: tuple[str, ...] = ()
+    #: Scopes the default connection may grant; empty means any scope not denied below.
+    allowed_scopes: tuple[str, ...] = ()
+    denied_scopes: tuple[str, ...] = ADMIN_SCOPES
+    #: Personal access tokens carry their owner's permissions: off for the shared connection by default.
+    allow_personal_access_tokens: bool = False
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    """Everything `apitoken-operator run` configures."""
+
+    #: `namespace/name` of the Secret with apiUrl and apiToken used when an ApiToken names no connection.
+    default_connection: str | None = None
+    #: Seconds a listing of a connection's tokens is trusted before a reconcile lists again.
+    observation_max_age: float = 60.0
+    #: Seconds before a Stalled object that depends on something outside it (a connection Secret) retries.
+    stalled_retry_delay: float = 60.0
+    dynatrace: DynatraceSettings = field(default_factory=DynatraceSettings)
+    policy: PolicySettings = field(default_factory=PolicySettings)

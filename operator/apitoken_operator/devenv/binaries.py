@@ -75,7 +75,9 @@ def cache_root() -> pathlib.Path:
 def go_version() -> str:
     if shutil.which("go") is None:
         raise FileNotFoundError("the Go toolchain (`go`) is needed to build the local control plane")
-    return subprocess.run(["go", "env", "GOVERSION"], check=True, capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        ["go", "env", "GOVERSION"], check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def cache_key(source: pathlib.Path, go: str) -> str:
@@ -113,7 +115,11 @@ def ensure_helm(progress: Progress = default_progress) -> pathlib.Path:
         ldflags = f"-X {HELM_VERSION_VARIABLE}={HELM_VERSION}"
         _run_build(
             ["go", "install", "-trimpath", f"-ldflags={ldflags}", f"{HELM_PACKAGE}@{HELM_VERSION}"],
-            name="helm", target=target, cwd=None, env={"GOBIN": str(target.parent)}, progress=progress,
+            name="helm",
+            target=target,
+            cwd=None,
+            env={"GOBIN": str(target.parent)},
+            progress=progress,
         )
     return target
 
@@ -123,19 +129,33 @@ def _build(package: str, target: pathlib.Path, *, cwd: pathlib.Path, progress: P
         partial = pathlib.Path(scratch) / target.name
         _run_build(
             ["go", "build", "-trimpath", "-o", str(partial), package],
-            name=target.name, target=partial, cwd=cwd, env={}, progress=progress,
+            name=target.name,
+            target=partial,
+            cwd=cwd,
+            env={},
+            progress=progress,
         )
         partial.replace(target)  # atomic: an interrupted build never leaves a half binary in the cache
 
 
 def _run_build(
-    command: list[str], *, name: str, target: pathlib.Path, cwd: pathlib.Path | None, env: dict[str, str],
+    command: list[str],
+    *,
+    name: str,
+    target: pathlib.Path,
+    cwd: pathlib.Path | None,
+    env: dict[str, str],
     progress: Progress,
 ) -> None:
     progress(f"building {name} (first time only; kube-apiserver takes ~5 minutes on 2 cores)…")
     started = time.monotonic()
     process = subprocess.Popen(
-        command, cwd=cwd, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        command,
+        cwd=cwd,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     output: list[str] = []
     assert process.stdout is not None

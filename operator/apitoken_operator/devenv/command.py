@@ -18,9 +18,14 @@ from apitoken_operator.devenv.paths import default_crd_files
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dir", required=True, type=pathlib.Path, help="folder for kubeconfig, data and logs")
     parser.add_argument(
-        "--crd", action="append", type=pathlib.Path, default=None,
+        "--dir", required=True, type=pathlib.Path, help="folder for kubeconfig, data and logs"
+    )
+    parser.add_argument(
+        "--crd",
+        action="append",
+        type=pathlib.Path,
+        default=None,
         help="CRD file to install before the controller manager starts (default: the ApiToken CRD)",
     )
 

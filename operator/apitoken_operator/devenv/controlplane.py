@@ -116,12 +116,20 @@ class ControlPlane:
                 if error.code != 409:
                     raise
                 current = self.request("GET", f"{path}/{name}")
-                crd = {**crd, "metadata": {**crd["metadata"], "resourceVersion": current["metadata"]["resourceVersion"]}}
-                self.request("PUT", f"{path}/{name}", crd)
+                replacement = {
+                    **crd,
+                    "metadata": {
+                        **crd["metadata"],
+                        "resourceVersion": current["metadata"]["resourceVersion"],
+                    },
+                }
+                self.request("PUT", f"{path}/{name}", replacement)
             names.append(name)
         for name in names:
             _wait_for(
-                lambda n=name: _established(self.request("GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{n}")),
+                lambda n=name: _established(
+                    self.request("GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{n}")
+                ),
                 what=f"CRD {name} to be established",
             )
 
@@ -164,62 +172,81 @@ def running_control_plane(
             progress(f"control plane logs kept in {workdir}")
 
 
-def _start(plane: ControlPlane, binaries: Binaries, *, crds: Sequence[dict[str, Any]], progress: Progress) -> None:
+def _start(
+    plane: ControlPlane, binaries: Binaries, *, crds: Sequence[dict[str, Any]], progress: Progress
+) -> None:
     started = time.monotonic()
     workdir, pki = plane.workdir, plane.pki
     pki.mkdir(exist_ok=True)
     subprocess.run([str(binaries.pki), "-dir", str(pki)], check=True)
     etcd_client, etcd_peer, apiserver_port = _free_ports(3)
     plane.server = f"https://127.0.0.1:{apiserver_port}"
-    etcd = _spawn(plane, "etcd", [
-        str(binaries.etcd),
-        "--name=default",
-        f"--data-dir={workdir / 'etcd'}",
-        f"--listen-client-urls=http://127.0.0.1:{etcd_client}",
-        f"--advertise-client-urls=http://127.0.0.1:{etcd_client}",
-        f"--listen-peer-urls=http://127.0.0.1:{etcd_peer}",
-        f"--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}",
-        f"--initial-cluster=default=http://127.0.0.1:{etcd_peer}",
-        "--unsafe-no-fsync",
-        "--log-level=warn",
-    ])
+    etcd = _spawn(
+        plane,
+        "etcd",
+        [
+            str(binaries.etcd),
+            "--name=default",
+            f"--data-dir={workdir / 'etcd'}",
+            f"--listen-client-urls=http://127.0.0.1:{etcd_client}",
+            f"--advertise-client-urls=http://127.0.0.1:{etcd_client}",
+            f"--listen-peer-urls=http://127.0.0.1:{etcd_peer}",
+            f"--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}",
+            f"--initial-cluster=default=http://127.0.0.1:{etcd_peer}",
+            "--unsafe-no-fsync",
+            "--log-level=warn",
+        ],
+    )
     _wait_for(lambda: _http_ok(f"http://127.0.0.1:{etcd_client}/health"), what="etcd", component=etcd)
-    apiserver = _spawn(plane, "kube-apiserver", [
-        str(binaries.kube_apiserver),
-        f"--etcd-servers=http://127.0.0.1:{etcd_client}",
-        "--bind-address=127.0.0.1",
-        "--advertise-address=127.0.0.1",
-        f"--secure-port={apiserver_port}",
-        f"--tls-cert-file={pki / 'apiserver.crt'}",
-        f"--tls-private-key-file={pki / 'apiserver.key'}",
-        f"--client-ca-file={pki / 'ca.crt'}",
-        "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-        f"--service-account-key-file={pki / 'sa.pub'}",
-        f"--service-account-signing-key-file={pki / 'sa.key'}",
-        f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
-        "--authorization-mode=RBAC",
-        "--disable-admission-plugins=ServiceAccount",
-        "--endpoint-reconciler-type=none",
-        "--profiling=false",
-        "--v=1",
-    ])
-    _wait_for(lambda: plane.request("GET", "/readyz") == "ok", what="kube-apiserver /readyz", component=apiserver)
+    apiserver = _spawn(
+        plane,
+        "kube-apiserver",
+        [
+            str(binaries.kube_apiserver),
+            f"--etcd-servers=http://127.0.0.1:{etcd_client}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={apiserver_port}",
+            f"--tls-cert-file={pki / 'apiserver.crt'}",
+            f"--tls-private-key-file={pki / 'apiserver.key'}",
+            f"--client-ca-file={pki / 'ca.crt'}",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={pki / 'sa.pub'}",
+            f"--service-account-signing-key-file={pki / 'sa.key'}",
+            f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
+            "--authorization-mode=RBAC",
+            "--disable-admission-plugins=ServiceAccount",
+            "--endpoint-reconciler-type=none",
+            "--profiling=false",
+            "--v=1",
+        ],
+    )
+    _wait_for(
+        lambda: plane.request("GET", "/readyz") == "ok", what="kube-apiserver /readyz", component=apiserver
+    )
     if crds:
         plane.apply_crds(crds)
     manager_kubeconfig = _write_kubeconfig(plane, pki / "admin.kubeconfig")
-    manager = _spawn(plane, "kube-controller-manager", [
-        str(binaries.kube_controller_manager),
-        f"--kubeconfig={manager_kubeconfig}",
-        "--controllers=garbagecollector,namespace,serviceaccount,serviceaccount-token",
-        f"--service-account-private-key-file={pki / 'sa.key'}",
-        f"--root-ca-file={pki / 'ca.crt'}",
-        "--leader-elect=false",
-        "--secure-port=0",
-        "--v=1",
-    ])
+    manager = _spawn(
+        plane,
+        "kube-controller-manager",
+        [
+            str(binaries.kube_controller_manager),
+            f"--kubeconfig={manager_kubeconfig}",
+            "--controllers=garbagecollector,namespace,serviceaccount,serviceaccount-token",
+            f"--service-account-private-key-file={pki / 'sa.key'}",
+            f"--root-ca-file={pki / 'ca.crt'}",
+            "--leader-elect=false",
+            "--secure-port=0",
+            "--v=1",
+        ],
+    )
     # The serviceaccount controller creating `default` in `default` shows the manager is working.
-    _wait_for(lambda: _exists(plane, "/api/v1/namespaces/default/serviceaccounts/default"),
-              what="kube-controller-manager", component=manager)
+    _wait_for(
+        lambda: _exists(plane, "/api/v1/namespaces/default/serviceaccounts/default"),
+        what="kube-controller-manager",
+        component=manager,
+    )
     # Written last and atomically, so its presence means "ready" to people and scripts.
     _write_kubeconfig(plane, workdir / "kubeconfig.partial").replace(plane.kubeconfig)
     progress(f"control plane ready at {plane.server} in {time.monotonic() - started:.1f} s")
@@ -229,8 +256,12 @@ def _spawn(plane: ControlPlane, name: str, command: list[str]) -> Component:
     log = plane.workdir / f"{name}.log"
     with log.open("ab") as sink:
         process = subprocess.Popen(
-            command, stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, preexec_fn=_die_with_parent,  # noqa: PLW1509
+            command,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509
         )
     component = Component(name=name, process=process, log=log)
     plane.components.append(component)
@@ -247,11 +278,24 @@ def _write_kubeconfig(plane: ControlPlane, path: pathlib.Path) -> pathlib.Path:
     config = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "local", "cluster": {"server": plane.server, "certificate-authority": str(plane.ca_file)}}],
-        "users": [{"name": "admin", "user": {
-            "client-certificate": str(plane.pki / "admin.crt"), "client-key": str(plane.pki / "admin.key"),
-        }}],
-        "contexts": [{"name": "local", "context": {"cluster": "local", "user": "admin", "namespace": "default"}}],
+        "clusters": [
+            {
+                "name": "local",
+                "cluster": {"server": plane.server, "certificate-authority": str(plane.ca_file)},
+            }
+        ],
+        "users": [
+            {
+                "name": "admin",
+                "user": {
+                    "client-certificate": str(plane.pki / "admin.crt"),
+                    "client-key": str(plane.pki / "admin.key"),
+                },
+            }
+        ],
+        "contexts": [
+            {"name": "local", "context": {"cluster": "local", "user": "admin", "namespace": "default"}}
+        ],
         "current-context": "local",
     }
     path.touch(mode=0o600)
@@ -290,12 +334,16 @@ def _established(crd: dict[str, Any]) -> bool:
     return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
 
 
-def _wait_for(check: Any, *, what: str, component: Component | None = None, timeout: float = START_TIMEOUT) -> None:
+def _wait_for(
+    check: Any, *, what: str, component: Component | None = None, timeout: float = START_TIMEOUT
+) -> None:
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
     while time.monotonic() < deadline:
         if component is not None and not component.alive():
-            raise ControlPlaneError(f"{component.name} exited while waiting for {what}:\n{component.log_tail()}")
+            raise ControlPlaneError(
+                f"{component.name} exited while waiting for {what}:\n{component.log_tail()}"
+            )
         try:
             if check():
                 return
@@ -303,4 +351,6 @@ def _wait_for(check: Any, *, what: str, component: Component | None = None, time
             last_error = error
         time.sleep(0.05)
     tail = f"\n{component.log_tail()}" if component else ""
-    raise ControlPlaneError(f"timed out after {timeout:.0f} s waiting for {what} (last error: {last_error}){tail}")
+    raise ControlPlaneError(
+        f"timed out after {timeout:.0f} s waiting for {what} (last error: {last_error}){tail}"
+    )

@@ -16,7 +16,9 @@ from datetime import UTC, datetime, timedelta
 
 __all__ = ["DateFormatError", "format_date", "is_relative", "parse_date"]
 
-_RELATIVE = re.compile(r"^now(?:(?P<sign>[+-])(?P<amount>\d{1,9})(?P<unit>[mhdwMy]))?(?:/(?P<align>[mhdwMy]))?$")
+_RELATIVE = re.compile(
+    r"^now(?:(?P<sign>[+-])(?P<amount>\d{1,9})(?P<unit>[mhdwMy]))?(?:/(?P<align>[mhdwMy]))?$"
+)
 _ABSOLUTE = re.compile(
     r"^(?P<date>\d{4}-\d{2}-\d{2})[T ](?P<h>\d{2}):(?P<m>\d{2})"
     r"(?::(?P<s>\d{2})(?:\.(?P<frac>\d{1,9}))?)?"
@@ -72,7 +74,10 @@ def _parse_absolute(match: re.Match[str]) -> datetime:
     fraction = (match["frac"] or "0").ljust(6, "0")[:6]
     try:
         naive = datetime.fromisoformat(match["date"]).replace(
-            hour=int(match["h"]), minute=int(match["m"]), second=int(match["s"] or 0), microsecond=int(fraction)
+            hour=int(match["h"]),
+            minute=int(match["m"]),
+            second=int(match["s"] or 0),
+            microsecond=int(fraction),
         )
         return (naive - offset).replace(tzinfo=UTC)
     except (ValueError, OverflowError) as error:

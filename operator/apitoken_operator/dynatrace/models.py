@@ -57,7 +57,13 @@ class ListField(StrEnum):
     ADDITIONAL_METADATA = "additionalMetadata"
 
 
-DEFAULT_LIST_FIELDS = (ListField.ID, ListField.NAME, ListField.ENABLED, ListField.OWNER, ListField.CREATION_DATE)
+DEFAULT_LIST_FIELDS = (
+    ListField.ID,
+    ListField.NAME,
+    ListField.ENABLED,
+    ListField.OWNER,
+    ListField.CREATION_DATE,
+)
 
 
 class ApiToken(_Wire):

@@ -72,12 +72,17 @@ class TokenSecret:
         raise TypeError("TokenSecret cannot be pickled")
 
     @classmethod
-    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
         from_str = core_schema.no_info_plain_validator_function(cls._validate)
         return core_schema.json_or_python_schema(
             json_schema=core_schema.chain_schema([core_schema.str_schema(), from_str]),
             python_schema=core_schema.union_schema(
-                [core_schema.is_instance_schema(cls), core_schema.chain_schema([core_schema.str_schema(), from_str])]
+                [
+                    core_schema.is_instance_schema(cls),
+                    core_schema.chain_schema([core_schema.str_schema(), from_str]),
+                ]
             ),
             serialization=core_schema.plain_serializer_function_ser_schema(str),
         )

@@ -1,0 +1,1 @@
+"""The controller: gathers state from Kubernetes and Dynatrace, asks `reconcile.plan`, carries it out."""

@@ -1,0 +1,109 @@
+"""Which Dynatrace environment an ApiToken uses, with which credentials, and whether it may.
+
+A connection is a Secret with `apiUrl` and `apiToken`: the operator-wide default, or one in the
+object's own namespace (`spec.connectionSecretRef`). Clients are shared per (URL, credential), so
+objects of one environment share one connection pool, one observer and one concurrency limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+from dataclasses import dataclass, field
+
+from apitoken_operator.controller.observer import Observer
+from apitoken_operator.dynatrace import errors
+from apitoken_operator.dynatrace.client import DynatraceClient
+from apitoken_operator.dynatrace.secrets import TokenSecret
+from apitoken_operator.kube.api import Kube
+from apitoken_operator.reconcile.reasons import Reason
+from apitoken_operator.settings import OperatorSettings
+
+
+class ConnectionProblem(Exception):
+    """The connection cannot be used; `reason` says why for the condition and Event."""
+
+    def __init__(self, reason: Reason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@dataclass
+class Connection:
+    name: str
+    client: DynatraceClient
+    observer: Observer
+    is_default: bool
+    _owner: str | None = None
+    _owner_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def owner(self) -> str | None:
+        """The owner of the connection's own token: the owner Dynatrace gives every token it creates."""
+        if self._owner is None:
+            async with self._owner_lock:
+                if self._owner is None:
+                    me = await self.client.lookup(self.client_token)
+                    self._owner = me.owner
+        return self._owner
+
+    @property
+    def client_token(self) -> TokenSecret:
+        return self.client._token
+
+
+class Connections:
+    def __init__(self, kube: Kube, settings: OperatorSettings) -> None:
+        self._kube = kube
+        self._settings = settings
+        self._by_credential: dict[str, Connection] = {}
+
+    async def resolve(self, *, namespace: str, secret_name: str | None) -> Connection:
+        if secret_name is not None:
+            return await self._from_secret(namespace, secret_name, is_default=False)
+        default = self._settings.default_connection
+        if not default:
+            raise ConnectionProblem(
+                Reason.CONNECTION_MISSING,
+                "spec.connectionSecretRef is not set and the operator has no default connection "
+                "(apitoken-operator run --default-connection NAMESPACE/SECRET)",
+            )
+        default_namespace, _, default_name = default.partition("/")
+        return await self._from_secret(default_namespace, default_name, is_default=True)
+
+    async def _from_secret(self, namespace: str, name: str, *, is_default: bool) -> Connection:
+        label = f"{'default connection ' if is_default else 'connection '}Secret {namespace}/{name}"
+        body = await self._kube.get_secret(namespace, name)
+        if body is None:
+            raise ConnectionProblem(Reason.CONNECTION_MISSING, f"{label} does not exist")
+        data = body.get("data") or {}
+        missing = [key for key in ("apiUrl", "apiToken") if not data.get(key)]
+        if missing:
+            raise ConnectionProblem(
+                Reason.CONNECTION_INVALID, f"{label} lacks the key(s) {', '.join(missing)}"
+            )
+        try:
+            url = base64.b64decode(data["apiUrl"]).decode().strip()
+            token = TokenSecret(base64.b64decode(data["apiToken"]).decode())
+        except (binascii.Error, UnicodeDecodeError) as error:
+            raise ConnectionProblem(Reason.CONNECTION_INVALID, f"{label} holds undecodable data") from error
+        credential = hashlib.sha256(f"{url}\n{token.reveal()}".encode()).hexdigest()
+        connection = self._by_credential.get(credential)
+        if connection is None:
+            try:
+                client = DynatraceClient(url, token=token, settings=self._settings.dynatrace)
+            except errors.ConfigurationError as error:
+                raise ConnectionProblem(Reason.CONNECTION_INVALID, f"{label}: {error}") from error
+            observer = Observer(client, max_age=self._settings.observation_max_age)
+            connection = Connection(
+                name=f"{namespace}/{name}", client=client, observer=observer, is_default=is_default
+            )
+            self._by_credential[credential] = connection
+        return connection
+
+    async def close(self) -> None:
+        for connection in self._by_credential.values():
+            await connection.client.aclose()
+        self._by_credential.clear()

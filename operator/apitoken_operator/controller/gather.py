@@ -1,0 +1,143 @@
+"""Read the world into a `reconcile.Input`: the ApiToken's record, its Secret(s), and Dynatrace."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from apitoken_operator.controller.connections import Connection
+from apitoken_operator.dynatrace.dates import DateFormatError, parse_date
+from apitoken_operator.dynatrace.models import ApiToken
+from apitoken_operator.kube import secrets
+from apitoken_operator.kube.api import Kube
+from apitoken_operator.reconcile.model import Desired, Input, PendingCreate, Recorded
+
+#: Clock skew allowed between this machine and Dynatrace when matching a lost create by creation time.
+CLOCK_SKEW = timedelta(minutes=2)
+RELEASE_ANNOTATION = "dynatrace.apitokens.io/release"
+
+
+@dataclass
+class Work:
+    """One ApiToken being reconciled; `body` is kept current as the operator writes its status."""
+
+    body: dict[str, Any]
+    #: Secret bodies read by the last gather, by name (they carry resourceVersions for safe replaces)
+    secret_bodies: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return self.body["metadata"]  # type: ignore[no-any-return]
+
+    @property
+    def namespace(self) -> str:
+        return str(self.metadata["namespace"])
+
+    @property
+    def name(self) -> str:
+        return str(self.metadata["name"])
+
+    @property
+    def uid(self) -> str:
+        return str(self.metadata["uid"])
+
+    @property
+    def reference(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def status(self) -> dict[str, Any]:
+        return self.body.get("status") or {}
+
+    def recorded(self, *, now: datetime) -> Recorded:
+        status = self.status
+        pending = status.get("pendingCreate")
+        return Recorded(
+            token_id=status.get("id") or None,
+            secret_name=status.get("secretName") or None,
+            pending=_pending(pending, now=now) if pending else None,
+            expiration_requested=status.get("requestedExpirationDate") or None,
+        )
+
+
+def _pending(raw: dict[str, Any], *, now: datetime) -> PendingCreate:
+    try:
+        started = parse_date(str(raw.get("startedAt", "")), now=now)
+    except DateFormatError:
+        started = datetime.fromtimestamp(0, tz=now.tzinfo)  # unreadable: consider every candidate
+    return PendingCreate(
+        attempt=str(raw.get("attempt", "")),
+        name=str(raw.get("name", "")),
+        started_at=started,
+        owner=raw.get("owner") or None,
+        replaces=raw.get("replaces") or None,
+    )
+
+
+async def gather(
+    work: Work,
+    *,
+    desired: Desired,
+    connection: Connection | None,
+    kube: Kube,
+    now: datetime,
+    deleting: bool,
+    ids_of_others: Callable[[str], Collection[str]],
+) -> Input:
+    """`ids_of_others(uid)`: token ids recorded by other ApiTokens, never candidates of a lost create."""
+    recorded = work.recorded(now=now)
+    work.secret_bodies = {desired.secret_name: await kube.get_secret(work.namespace, desired.secret_name)}
+    secret = secrets.facts(
+        desired.secret_name,
+        work.secret_bodies[desired.secret_name],
+        key=desired.secret_key,
+        owner_uid=work.uid,
+    )
+    previous = None
+    if recorded.secret_name and recorded.secret_name != desired.secret_name:
+        body = await kube.get_secret(work.namespace, recorded.secret_name)
+        work.secret_bodies[recorded.secret_name] = body
+        previous = secrets.facts(recorded.secret_name, body, key=desired.secret_key, owner_uid=work.uid)
+    token: ApiToken | None = None
+    candidates: tuple[ApiToken, ...] = ()
+    if connection is not None:
+        if recorded.token_id:
+            token = await connection.observer.token(recorded.token_id)
+        if recorded.pending:
+            tokens = await connection.observer.tokens(max_age=0)
+            others = ids_of_others(work.uid)
+            candidates = tuple(
+                t
+                for t in tokens.values()
+                if _may_be_lost_create(t, recorded.pending, excluded=others, keep=recorded.token_id, now=now)
+            )
+    return Input(
+        desired=desired,
+        recorded=recorded,
+        secret=secret,
+        now=now,
+        token=token,
+        previous_secret=previous,
+        lost_create_candidates=candidates,
+        deleting=deleting,
+        reference=work.reference,
+        release_requested=(work.metadata.get("annotations") or {}).get(RELEASE_ANNOTATION) == "true",
+    )
+
+
+def _may_be_lost_create(
+    token: ApiToken, pending: PendingCreate, *, excluded: Collection[str], keep: str | None, now: datetime
+) -> bool:
+    if token.id is None or token.id == keep or token.id in excluded or token.name != pending.name:
+        return False
+    if pending.owner is not None and token.owner != pending.owner:
+        return False
+    if not token.creation_date:
+        return True
+    try:
+        created = parse_date(token.creation_date, now=now)
+    except DateFormatError:
+        return True
+    return created >= pending.started_at - CLOCK_SKEW

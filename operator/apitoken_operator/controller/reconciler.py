@@ -1,0 +1,474 @@
+"""Gather → plan → apply, one step at a time, until the plan says the object is settled.
+
+Exactly one token per object, whatever crashes: the intent is recorded in the status before a create
+call, the Secret is written before the status, and a pending intent is settled (its token found in the
+Secret, or its possible leftovers deleted) before anything else. `crashpoint()` lets tests kill the
+process at each of these steps deterministically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import uuid
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from apitoken_operator.controller.connections import Connection, ConnectionProblem, Connections
+from apitoken_operator.controller.gather import Work, gather
+from apitoken_operator.dynatrace import errors
+from apitoken_operator.dynatrace.dates import format_date
+from apitoken_operator.dynatrace.models import ApiToken, ApiTokenCreated
+from apitoken_operator.dynatrace.secrets import TokenSecret
+from apitoken_operator.kube import secrets
+from apitoken_operator.kube.api import Kube, KubeError
+from apitoken_operator.reconcile import actions as a
+from apitoken_operator.reconcile.model import Desired, SpecError
+from apitoken_operator.reconcile.plan import plan
+from apitoken_operator.reconcile.policy import policy_violation
+from apitoken_operator.reconcile.reasons import Reason
+from apitoken_operator.reconcile.status import Health, Outcome, conditions, same_conditions, token_fields
+from apitoken_operator.settings import OperatorSettings
+
+logger = logging.getLogger(__name__)
+
+CRASH_ENV = "APITOKEN_OPERATOR_CRASH_AT"
+CRASH_STEPS = ("after-intent", "after-create", "after-secret", "before-status")
+MAX_STEPS = 10
+SECRET_WRITE_ATTEMPTS = 8
+TRANSIENT_RETRY = 10.0
+
+
+def crashpoint(step: str) -> None:
+    """Exit at once, like kill -9, when `APITOKEN_OPERATOR_CRASH_AT` names this step (tests only)."""
+    if os.environ.get(CRASH_ENV) == step:
+        logging.shutdown()
+        os._exit(137)
+
+
+class EventSink(Protocol):
+    def __call__(self, body: dict[str, Any], *, type: str, reason: str, message: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Result:
+    outcome: Outcome
+    #: seconds after which to try again; None when settled (or waiting for the user)
+    retry_after: float | None = None
+    released: bool = False
+
+
+class Reconciler:
+    def __init__(
+        self,
+        *,
+        kube: Kube,
+        connections: Connections,
+        settings: OperatorSettings,
+        events: EventSink,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._kube = kube
+        self._connections = connections
+        self._settings = settings
+        self._events = events
+        self._clock = clock
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def forget(self, uid: str) -> None:
+        self._locks.pop(uid, None)
+
+    async def reconcile(
+        self,
+        body: dict[str, Any],
+        *,
+        deleting: bool = False,
+        ids_of_others: Callable[[str], Collection[str]] = lambda uid: (),
+    ) -> Result:
+        """Bring one ApiToken in line; objects are reconciled one at a time each, many at once overall.
+
+        `ids_of_others(uid)`: the token ids other ApiTokens hold, never taken for a lost create's leftovers.
+        """
+        work = Work(body=body)
+        lock = self._locks.setdefault(work.uid, asyncio.Lock())
+        async with lock:
+            return await self._reconcile(work, deleting=deleting, ids_of_others=ids_of_others)
+
+    async def _reconcile(
+        self, work: Work, *, deleting: bool, ids_of_others: Callable[[str], Collection[str]]
+    ) -> Result:
+        try:
+            desired = Desired.from_spec(work.body.get("spec") or {}, object_name=work.name)
+        except SpecError as error:
+            return await self._settle(work, Outcome(Health.STALLED, Reason.INVALID_SPEC, str(error)))
+        try:
+            connection = await self._connection(work, desired, deleting=deleting)
+        except ConnectionProblem as problem:
+            if deleting:
+                return await self._deletion_without_connection(work, desired, problem.message)
+            outcome = Outcome(Health.STALLED, problem.reason, problem.message)
+            return await self._settle(work, outcome, retry_after=self._settings.stalled_retry_delay)
+        try:
+            return await self._converge(
+                work, desired, connection, deleting=deleting, ids_of_others=ids_of_others
+            )
+        except errors.DynatraceError as error:
+            return await self._dynatrace_failure(work, desired, error, deleting=deleting)
+        except KubeError as error:
+            outcome = Outcome(
+                Health.RECONCILING, Reason.PROGRESSING, f"Kubernetes API error, retrying: {error}"
+            )
+            return await self._settle(work, outcome, retry_after=TRANSIENT_RETRY, write=False)
+
+    async def _connection(self, work: Work, desired: Desired, *, deleting: bool) -> Connection:
+        connection = await self._connections.resolve(
+            namespace=work.namespace, secret_name=desired.connection_secret
+        )
+        if connection.is_default and not deleting:
+            violation = policy_violation(desired, namespace=work.namespace, policy=self._settings.policy)
+            if violation:
+                raise ConnectionProblem(Reason.POLICY_DENIED, violation)
+        return connection
+
+    async def _converge(
+        self,
+        work: Work,
+        desired: Desired,
+        connection: Connection,
+        *,
+        deleting: bool,
+        ids_of_others: Callable[[str], Collection[str]],
+    ) -> Result:
+        for _ in range(MAX_STEPS):
+            now = self._clock()
+            state = await gather(
+                work,
+                desired=desired,
+                connection=connection,
+                kube=self._kube,
+                now=now,
+                deleting=deleting,
+                ids_of_others=ids_of_others,
+            )
+            step = plan(state)
+            logger.debug("%s: %s -> %s", work.reference, step.check, type(step.action).__name__)
+            action = step.action
+            if isinstance(action, a.InSync):
+                if state.token is not None and state.token.creation_date is None and state.token.id:
+                    # made by this process: the create answer lacks the dates the status shows
+                    fetched = await connection.client.get(state.token.id)
+                    connection.observer.remember(fetched)
+                    state = replace(state, token=fetched)
+                message = f"token {state.recorded.token_id} is in sync"
+                return await self._settle(
+                    work, Outcome(Health.READY, Reason.READY, message), token=state.token
+                )
+            if isinstance(action, a.Stall):
+                self._event(work, "Warning", action.reason, action.message)
+                return await self._settle(work, Outcome(Health.STALLED, action.reason, action.message))
+            if isinstance(action, a.ReleaseFinalizer):
+                self._event(work, "Normal", action.reason, action.message)
+                return Result(Outcome(Health.READY, action.reason, action.message), released=True)
+            await self._apply(work, action, desired=desired, connection=connection, token=state.token)
+        outcome = Outcome(Health.RECONCILING, Reason.PROGRESSING, "still converging; will continue shortly")
+        return await self._settle(work, outcome, retry_after=1.0)
+
+    # --- carrying out one action ---------------------------------------------------------------------
+
+    async def _apply(
+        self,
+        work: Work,
+        action: a.Action,
+        *,
+        desired: Desired,
+        connection: Connection,
+        token: ApiToken | None,
+    ) -> None:
+        client, observer = connection.client, connection.observer
+        match action:
+            case a.CreateToken():
+                await self._create(work, action, desired=desired, connection=connection)
+            case a.CompletePendingCreate(token_id=token_id, replaces=replaces, extra_token_ids=extra):
+                await self._write_status(
+                    work, {"id": token_id, "pendingCreate": None, "secretName": desired.secret_name}
+                )
+                for stale in (*([replaces] if replaces else []), *extra):
+                    await self._delete_token(connection, stale)
+                self._event(
+                    work,
+                    "Normal",
+                    Reason.RECOVERED,
+                    f"recovered token {token_id} from the Secret after an interrupted create",
+                )
+            case a.AbandonPendingCreate(token_ids=token_ids):
+                for token_id in token_ids:
+                    await self._delete_token(connection, token_id)
+                await self._write_status(work, {"pendingCreate": None})
+                if token_ids:
+                    self._event(
+                        work,
+                        "Normal",
+                        Reason.LOST_CREATE_CLEANED,
+                        f"deleted {', '.join(token_ids)}: made by a create whose answer was lost",
+                    )
+            case a.RecoverIdFromSecret(token_id=token_id):
+                await self._write_status(work, {"id": token_id, "secretName": desired.secret_name})
+                self._event(
+                    work, "Normal", Reason.RECOVERED, f"recovered token id {token_id} from the Secret"
+                )
+            case a.UpdateToken(token_id=token_id, update=update, changed=changed):
+                try:
+                    await client.update(token_id, update)
+                except errors.NotFound:
+                    observer.forget(token_id)
+                    return
+                assert token is not None
+                observer.remember(
+                    token.model_copy(
+                        update={"name": update.name, "enabled": update.enabled, "scopes": update.scopes}
+                    )
+                )
+                self._event(
+                    work, "Normal", Reason.UPDATED, f"token {token_id}: put back {', '.join(changed)}"
+                )
+            case a.WriteSecretMetadata():
+                token_id = work.status.get("id") or ""
+                patch = {
+                    "metadata": secrets.metadata(
+                        desired, token_id=token_id, reference=work.reference, apitoken=work.body
+                    )
+                }
+                await self._kube.patch_secret(work.namespace, desired.secret_name, patch)
+                self._event(
+                    work,
+                    "Normal",
+                    Reason.SECRET_RESTORED,
+                    f"Secret {desired.secret_name}: restored its {action.why}",
+                )
+            case a.MoveSecret(source=source, target=target):
+                value = secrets.stored_secret(work.secret_bodies.get(source), key=desired.secret_key)
+                if value is None:  # read between gather and now; next gather sees the truth
+                    return
+                await self._store_secret(work, desired, value, token_id=work.status.get("id") or "")
+                await self._write_status(work, {"secretName": target})
+                self._event(
+                    work, "Normal", Reason.SECRET_MOVED, f"moved the token's secret from {source} to {target}"
+                )
+            case a.DeleteSecret(name=name):
+                uid = ((work.secret_bodies.get(name) or {}).get("metadata") or {}).get("uid")
+                await self._kube.delete_secret(work.namespace, name, uid=uid)
+            case a.DeleteToken(token_id=token_id, reason=reason):
+                await self._delete_token(connection, token_id)
+                self._event(work, "Normal", reason, f"deleted token {token_id} in Dynatrace")
+            case _:
+                raise AssertionError(f"not an action to apply: {action!r}")
+
+    async def _create(
+        self, work: Work, action: a.CreateToken, *, desired: Desired, connection: Connection
+    ) -> None:
+        owner = await connection.owner()
+        intent = {
+            "attempt": uuid.uuid4().hex,
+            "name": action.request.name,
+            "startedAt": format_date(self._clock()),
+            "owner": owner,
+            "replaces": action.replaces,
+        }
+        reconciling = Outcome(Health.RECONCILING, Reason.CREATING, f"creating a token: {action.why}")
+        await self._write_status(work, {"pendingCreate": intent, **self._conditions(work, reconciling)})
+        crashpoint("after-intent")
+        try:
+            created = await connection.client.create(action.request)
+        except (errors.InvalidRequest, errors.Unauthorized, errors.Forbidden, errors.Throttled) as error:
+            await self._write_status(work, {"pendingCreate": None})  # nothing was created
+            raise error
+        except errors.DynatraceTransportError as error:
+            if not error.request_sent:
+                await self._write_status(work, {"pendingCreate": None})
+            raise
+        crashpoint("after-create")
+        assert created.id is not None and created.token is not None
+        connection.observer.remember(_as_observed(created, action, owner=owner))
+        await self._store_new_secret(work, desired, created, connection=connection)
+        crashpoint("after-secret")
+        crashpoint("before-status")
+        await self._write_status(
+            work,
+            {
+                "id": created.id,
+                "secretName": desired.secret_name,
+                "requestedExpirationDate": desired.expiration_date,
+                "pendingCreate": None,
+            },
+        )
+        if action.replaces:
+            await self._delete_token(connection, action.replaces)
+        self._event(
+            work, "Normal", action.reason, f"{action.reason.lower()} token {created.id}: {action.why}"
+        )
+
+    async def _store_new_secret(
+        self, work: Work, desired: Desired, created: ApiTokenCreated, *, connection: Connection
+    ) -> None:
+        """The secret exists only in memory now: insist on storing it, and undo the token if that fails."""
+        assert created.id is not None and created.token is not None
+        delay = 0.2
+        for attempt in range(SECRET_WRITE_ATTEMPTS):
+            try:
+                await self._store_secret(work, desired, created.token, token_id=created.id)
+                return
+            except KubeError as error:
+                if attempt == SECRET_WRITE_ATTEMPTS - 1:
+                    logger.error(
+                        "%s: cannot store the new token's secret (%s); deleting token %s",
+                        work.reference,
+                        error,
+                        created.id,
+                    )
+                    await self._delete_token(connection, created.id)
+                    await self._write_status(work, {"pendingCreate": None})
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                work.secret_bodies[desired.secret_name] = await self._kube.get_secret(
+                    work.namespace, desired.secret_name
+                )
+
+    async def _store_secret(self, work: Work, desired: Desired, value: TokenSecret, *, token_id: str) -> None:
+        existing = work.secret_bodies.get(desired.secret_name)
+        body = secrets.body(
+            desired,
+            secret=value,
+            token_id=token_id,
+            reference=work.reference,
+            apitoken=work.body,
+            existing=existing,
+        )
+        if existing is None:
+            written = await self._kube.create_secret(work.namespace, body)
+        else:
+            written = await self._kube.replace_secret(work.namespace, desired.secret_name, body)
+        work.secret_bodies[desired.secret_name] = written
+
+    async def _delete_token(self, connection: Connection, token_id: str) -> None:
+        with contextlib.suppress(errors.NotFound):  # already gone: the goal of a delete
+            await connection.client.delete(token_id)
+        connection.observer.forget(token_id)
+
+    # --- outcomes --------------------------------------------------------------------------------------
+
+    async def _dynatrace_failure(
+        self, work: Work, desired: Desired, error: errors.DynatraceError, *, deleting: bool
+    ) -> Result:
+        message = str(error)
+        if isinstance(error, errors.InvalidRequest):
+            self._event(work, "Warning", Reason.REJECTED_BY_DYNATRACE, message)
+            return await self._settle(work, Outcome(Health.STALLED, Reason.REJECTED_BY_DYNATRACE, message))
+        if isinstance(error, errors.Unauthorized | errors.Forbidden):
+            reason = Reason.UNAUTHORIZED if isinstance(error, errors.Unauthorized) else Reason.FORBIDDEN
+            if deleting:
+                return await self._deletion_without_connection(work, desired, message)
+            self._event(work, "Warning", reason, message)
+            outcome = Outcome(Health.STALLED, reason, f"the connection's token was refused: {message}")
+            return await self._settle(work, outcome, retry_after=self._settings.stalled_retry_delay)
+        if isinstance(error, errors.Throttled):
+            wait = error.retry_after or TRANSIENT_RETRY
+            outcome = Outcome(
+                Health.RECONCILING, Reason.THROTTLED, f"Dynatrace is throttling; retrying in {wait:.0f} s"
+            )
+            return await self._settle(work, outcome, retry_after=wait)
+        outcome = Outcome(
+            Health.RECONCILING, Reason.UNAVAILABLE, f"{message}; retrying in {TRANSIENT_RETRY:.0f} s"
+        )
+        return await self._settle(work, outcome, retry_after=TRANSIENT_RETRY)
+
+    async def _deletion_without_connection(self, work: Work, desired: Desired, problem: str) -> Result:
+        recorded = work.recorded(now=self._clock())
+        released = (work.metadata.get("annotations") or {}).get("dynatrace.apitokens.io/release") == "true"
+        if (
+            released
+            or (desired.deletion_policy == "Orphan" and recorded.pending is None)
+            or (recorded.token_id is None and recorded.pending is None)
+        ):
+            message = (
+                f"released without contacting Dynatrace; token {recorded.token_id or '(none)'} left in place"
+            )
+            self._event(work, "Normal", Reason.RELEASED, message)
+            return Result(Outcome(Health.READY, Reason.RELEASED, message), released=True)
+        message = (
+            f"cannot delete token {recorded.token_id}: {problem}. Fix the connection, or release the object "
+            f"(leaving the token) with: kubectl annotate apitoken {work.name} -n {work.namespace} "
+            "dynatrace.apitokens.io/release=true"
+        )
+        self._event(work, "Warning", Reason.DELETE_BLOCKED, message)
+        outcome = Outcome(Health.STALLED, Reason.DELETE_BLOCKED, message)
+        return await self._settle(work, outcome, retry_after=self._settings.stalled_retry_delay)
+
+    async def _settle(
+        self,
+        work: Work,
+        outcome: Outcome,
+        *,
+        token: ApiToken | None = None,
+        retry_after: float | None = None,
+        write: bool = True,
+    ) -> Result:
+        if write:
+            patch: dict[str, Any] = {
+                **self._conditions(work, outcome),
+                "observedGeneration": work.metadata.get("generation"),
+            }
+            if token is not None:
+                patch.update(token_fields(token))
+            if self._changes(work.status, patch):
+                try:
+                    await self._write_status(work, patch)
+                except KubeError as error:
+                    logger.warning("%s: status not written: %s", work.reference, error)
+                    retry_after = retry_after or TRANSIENT_RETRY
+        return Result(outcome, retry_after=retry_after)
+
+    def _conditions(self, work: Work, outcome: Outcome) -> dict[str, Any]:
+        return {
+            "conditions": conditions(
+                outcome,
+                generation=work.metadata.get("generation"),
+                previous=work.status.get("conditions") or [],
+                now=self._clock(),
+            )
+        }
+
+    @staticmethod
+    def _changes(status: dict[str, Any], patch: dict[str, Any]) -> bool:
+        for key, value in patch.items():
+            if key == "conditions":
+                if not same_conditions(status.get("conditions") or [], value):
+                    return True
+            elif status.get(key) != value:
+                return True
+        return False
+
+    async def _write_status(self, work: Work, patch: dict[str, Any]) -> None:
+        written = await self._kube.patch_apitoken_status(work.namespace, work.name, patch)
+        work.body["status"] = written.get("status") or {}
+        work.metadata["resourceVersion"] = written.get("metadata", {}).get("resourceVersion")
+
+    def _event(self, work: Work, kind: str, reason: str, message: str) -> None:
+        self._events(work.body, type=kind, reason=str(reason), message=message)
+
+
+def _as_observed(created: ApiTokenCreated, action: a.CreateToken, *, owner: str | None) -> ApiToken:
+    """What Dynatrace now holds, known without asking: a new token is enabled, owned by the caller."""
+    return ApiToken(
+        id=created.id,
+        name=action.request.name,
+        enabled=True,
+        personal_access_token=bool(action.request.personal_access_token),
+        owner=owner,
+        expiration_date=created.expiration_date,
+        scopes=list(action.request.scopes),
+    )

@@ -1,0 +1,138 @@
+"""Thin async access to the objects the operator reads and writes beyond what kopf does.
+
+Bodies are plain dicts (`_preload_content=False`, parsed once) rather than generated models: cheaper,
+and a Secret's data never passes through a model whose repr could print it. Errors become `KubeError`
+with the API server's message, masked and trimmed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable
+from typing import Any, cast
+
+from kubernetes_asyncio import client as k8s
+from kubernetes_asyncio import config as k8s_config
+
+from apitoken_operator.dynatrace.secrets import mask_secrets
+
+GROUP = "dynatrace.apitokens.io"
+VERSION = "v1alpha1"
+PLURAL = "apitokens"
+MERGE_PATCH = "application/merge-patch+json"
+MESSAGE_LIMIT = 256
+
+
+class KubeError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        self.message = mask_secrets(message)[:MESSAGE_LIMIT]
+        super().__init__(f"Kubernetes API {status}: {self.message}")
+
+    @property
+    def not_found(self) -> bool:
+        return self.status == 404
+
+    @property
+    def conflict(self) -> bool:
+        return self.status == 409
+
+
+async def connect(kubeconfig: str | None = None) -> k8s.ApiClient:
+    """An API client from a kubeconfig file, or the in-cluster ServiceAccount when none is given."""
+    configuration = k8s.Configuration()
+    if kubeconfig:
+        await k8s_config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    else:
+        try:
+            k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        except k8s_config.ConfigException:
+            await k8s_config.load_kube_config(client_configuration=configuration)
+    return k8s.ApiClient(configuration)
+
+
+class Kube:
+    def __init__(self, api_client: k8s.ApiClient) -> None:
+        self.api_client = api_client
+        self.core = k8s.CoreV1Api(api_client)
+        self.custom = k8s.CustomObjectsApi(api_client)
+
+    async def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return await _optional(self.core.read_namespaced_secret(name, namespace, _preload_content=False))
+
+    async def create_secret(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        return await _call(
+            self.core.create_namespaced_secret(namespace, cast(Any, body), _preload_content=False)
+        )
+
+    async def replace_secret(self, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Replace with the body's resourceVersion: a concurrent change makes it fail (409), not lost."""
+        return await _call(
+            self.core.replace_namespaced_secret(name, namespace, cast(Any, body), _preload_content=False)
+        )
+
+    async def patch_secret(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        return await _call(
+            self.core.patch_namespaced_secret(  # type: ignore[call-arg]
+                name, namespace, patch, _content_type=MERGE_PATCH, _preload_content=False
+            )
+        )
+
+    async def delete_secret(self, namespace: str, name: str, *, uid: str | None = None) -> None:
+        options: dict[str, Any] = {"preconditions": {"uid": uid}} if uid else {}
+        await _optional(
+            self.core.delete_namespaced_secret(
+                name, namespace, body=cast(Any, options), _preload_content=False
+            )
+        )
+
+    async def get_apitoken(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return await _optional(
+            self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name, _preload_content=False
+            )
+        )
+
+    async def patch_apitoken_status(
+        self, namespace: str, name: str, status: dict[str, Any]
+    ) -> dict[str, Any]:
+        return await _call(
+            self.custom.patch_namespaced_custom_object_status(  # type: ignore[call-arg]
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                name,
+                {"status": status},
+                _content_type=MERGE_PATCH,
+                _preload_content=False,
+            )
+        )
+
+
+async def _call(request: Awaitable[Any]) -> dict[str, Any]:
+    response = await request
+    try:
+        raw = await response.read()
+    finally:
+        response.release()
+    if not 200 <= response.status <= 299:
+        raise KubeError(response.status, _message(raw))
+    result: dict[str, Any] = json.loads(raw) if raw else {}
+    return result
+
+
+async def _optional(request: Awaitable[Any]) -> dict[str, Any] | None:
+    try:
+        return await _call(request)
+    except KubeError as error:
+        if error.not_found:
+            return None
+        raise
+
+
+def _message(raw: bytes) -> str:
+    try:
+        return str(json.loads(raw).get("message") or raw[:MESSAGE_LIMIT].decode(errors="replace"))
+    except (ValueError, AttributeError):
+        return raw[:MESSAGE_LIMIT].decode(errors="replace")

@@ -1,0 +1,111 @@
+"""The token's Kubernetes Secret: facts for the planner, and the bodies the operator writes.
+
+The value is base64 in `data`; it is decoded here only to learn which token id it holds, and it is
+never returned, logged or put in an exception.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+from apitoken_operator.dynatrace.secrets import TokenSecret
+from apitoken_operator.reconcile.model import Desired, SecretFacts
+from apitoken_operator.reconcile.secret_layout import secret_annotations, secret_labels
+
+
+def facts(name: str, body: dict[str, Any] | None, *, key: str, owner_uid: str) -> SecretFacts:
+    if body is None:
+        return SecretFacts(name=name)
+    metadata = body.get("metadata") or {}
+    data = body.get("data") or {}
+    owned = any(
+        ref.get("uid") == owner_uid and ref.get("controller") for ref in metadata.get("ownerReferences") or ()
+    )
+    return SecretFacts(
+        name=name,
+        exists=True,
+        owned=owned,
+        value_token_id=_stored_token_id(data.get(key)),
+        annotated_token_id=(metadata.get("annotations") or {}).get("dynatrace.apitokens.io/token-id"),
+        labels=dict(metadata.get("labels") or {}),
+        annotations=dict(metadata.get("annotations") or {}),
+        keys=frozenset(data),
+    )
+
+
+def stored_secret(body: dict[str, Any] | None, *, key: str) -> TokenSecret | None:
+    """The stored token (for a Secret move); wrapped at once so it cannot be printed."""
+    if body is None:
+        return None
+    encoded = (body.get("data") or {}).get(key)
+    if not encoded:
+        return None
+    try:
+        return TokenSecret(base64.b64decode(encoded).decode())
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+
+
+def owner_reference(apitoken: dict[str, Any]) -> dict[str, Any]:
+    metadata = apitoken["metadata"]
+    return {
+        "apiVersion": apitoken.get("apiVersion", "dynatrace.apitokens.io/v1alpha1"),
+        "kind": "ApiToken",
+        "name": metadata["name"],
+        "uid": metadata["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def metadata(desired: Desired, *, token_id: str, reference: str, apitoken: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "labels": secret_labels(desired),
+        "annotations": secret_annotations(desired, token_id=token_id, owner=reference),
+        "ownerReferences": [owner_reference(apitoken)],
+    }
+
+
+def body(
+    desired: Desired,
+    *,
+    secret: TokenSecret,
+    token_id: str,
+    reference: str,
+    apitoken: dict[str, Any],
+    existing: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A whole Secret holding only the token (no surrounding whitespace) under the desired key.
+
+    With `existing`, its resourceVersion and unrelated labels/annotations are kept, so a replace is a
+    compare-and-swap and does not wipe what others put there.
+    """
+    meta = metadata(desired, token_id=token_id, reference=reference, apitoken=apitoken)
+    meta["name"] = desired.secret_name
+    meta["namespace"] = apitoken["metadata"]["namespace"]
+    if existing is not None:
+        old = existing.get("metadata") or {}
+        meta["resourceVersion"] = old.get("resourceVersion")
+        meta["labels"] = {**(old.get("labels") or {}), **meta["labels"]}
+        meta["annotations"] = {**(old.get("annotations") or {}), **meta["annotations"]}
+    value = base64.b64encode(secret.reveal().encode()).decode()
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": meta,
+        "data": {desired.secret_key: value},
+    }
+
+
+def _stored_token_id(encoded: str | None) -> str | None:
+    if not encoded:
+        return None
+    try:
+        token = TokenSecret(base64.b64decode(encoded).decode())
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    token_id = token.token_id
+    return None if token_id.startswith("<") else token_id

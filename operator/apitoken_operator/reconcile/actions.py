@@ -1,0 +1,116 @@
+"""What `plan` can ask for. Each action is one step; the caller carries it out, gathers again and re-plans."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from apitoken_operator.dynatrace.models import ApiTokenCreate, ApiTokenUpdate
+from apitoken_operator.reconcile.reasons import Reason
+
+
+@dataclass(frozen=True)
+class CreateToken:
+    """Record the intent, create the token, write the Secret, then the status.
+
+    A new token is always enabled; `enabled: false` is applied by the next step's update, after the
+    secret is safe. `replaces`: the id of a token to delete once the new secret is in the Secret.
+    """
+
+    request: ApiTokenCreate
+    reason: Reason
+    replaces: str | None = None
+    why: str = ""
+
+
+@dataclass(frozen=True)
+class CompletePendingCreate:
+    """The Secret already holds the token of a pending create: record its id (and retire `replaces`)."""
+
+    token_id: str
+    replaces: str | None
+    extra_token_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AbandonPendingCreate:
+    """A pending create's answer was lost: delete what it may have made, then forget it."""
+
+    token_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RecoverIdFromSecret:
+    """The status lost the token id, but the Secret (owned, annotated, value matching) still has it."""
+
+    token_id: str
+
+
+@dataclass(frozen=True)
+class UpdateToken:
+    token_id: str
+    update: ApiTokenUpdate
+    changed: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class WriteSecretMetadata:
+    """Put back labels, annotations or the owner reference of the Secret (its value is intact)."""
+
+    why: str
+
+
+@dataclass(frozen=True)
+class MoveSecret:
+    """spec.secret.name changed: copy the value into the new Secret; the old one is deleted afterwards."""
+
+    source: str
+    target: str
+
+
+@dataclass(frozen=True)
+class DeleteSecret:
+    name: str
+
+
+@dataclass(frozen=True)
+class DeleteToken:
+    token_id: str
+    reason: Reason
+
+
+@dataclass(frozen=True)
+class ReleaseFinalizer:
+    """Deletion is complete (or released): let Kubernetes remove the object."""
+
+    reason: Reason
+    message: str
+
+
+@dataclass(frozen=True)
+class Stall:
+    """Nothing can be done until the user changes something."""
+
+    reason: Reason
+    message: str
+
+
+@dataclass(frozen=True)
+class InSync:
+    """Nothing to do: the token, the Secret and the declaration agree."""
+
+
+Action = (
+    CreateToken
+    | CompletePendingCreate
+    | AbandonPendingCreate
+    | RecoverIdFromSecret
+    | UpdateToken
+    | WriteSecretMetadata
+    | MoveSecret
+    | DeleteSecret
+    | DeleteToken
+    | ReleaseFinalizer
+    | Stall
+    | InSync
+)
+TERMINAL = (ReleaseFinalizer, Stall, InSync)

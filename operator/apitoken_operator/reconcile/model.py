@@ -1,0 +1,132 @@
+"""The reconcile input: what the user declared, what was recorded, and what was observed.
+
+Built by `kube.gather` from the ApiToken, its Secret and Dynatrace; consumed by `plan`.
+Observed values never include a token's secret: the Secret is described by facts about it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from apitoken_operator.dynatrace.models import ApiToken
+
+
+class SpecError(ValueError):
+    """The spec cannot be acted on (what the CRD schema could not reject up front)."""
+
+
+@dataclass(frozen=True)
+class Desired:
+    """The ApiToken's spec, with defaults applied."""
+
+    name: str
+    scopes: frozenset[str]
+    enabled: bool = False
+    personal_access_token: bool = False
+    expiration_date: str | None = None
+    deletion_policy: str = "Delete"
+    secret_name: str = ""
+    secret_key: str = "token"
+    secret_labels: Mapping[str, str] = field(default_factory=dict)
+    secret_annotations: Mapping[str, str] = field(default_factory=dict)
+    connection_secret: str | None = None
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any], *, object_name: str) -> Desired:
+        scopes = spec.get("scopes") or []
+        if not isinstance(scopes, list) or not scopes or not all(isinstance(s, str) and s for s in scopes):
+            raise SpecError("spec.scopes must be a non-empty list of scope names")
+        if len(set(scopes)) != len(scopes):
+            raise SpecError("spec.scopes must not contain duplicates")
+        name = spec.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise SpecError("spec.name must be a non-empty string")
+        secret = spec.get("secret") or {}
+        connection = spec.get("connectionSecretRef") or {}
+        policy = spec.get("deletionPolicy") or "Delete"
+        if policy not in ("Delete", "Orphan"):
+            raise SpecError(f"spec.deletionPolicy must be Delete or Orphan, not {policy!r}")
+        return cls(
+            name=name,
+            scopes=frozenset(scopes),
+            enabled=bool(spec.get("enabled", False)),
+            personal_access_token=bool(spec.get("personalAccessToken", False)),
+            expiration_date=spec.get("expirationDate") or None,
+            deletion_policy=policy,
+            secret_name=secret.get("name") or object_name,
+            secret_key=secret.get("key") or "token",
+            secret_labels=dict(secret.get("labels") or {}),
+            secret_annotations=dict(secret.get("annotations") or {}),
+            connection_secret=connection.get("name") or None,
+        )
+
+
+@dataclass(frozen=True)
+class PendingCreate:
+    """A create that was started: recorded before the call, so a lost answer can be cleaned up."""
+
+    attempt: str
+    name: str
+    started_at: datetime
+    owner: str | None = None
+    replaces: str | None = None
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What the operator wrote into the status earlier."""
+
+    token_id: str | None = None
+    secret_name: str | None = None
+    pending: PendingCreate | None = None
+    expiration_requested: str | None = None
+
+
+@dataclass(frozen=True)
+class SecretFacts:
+    """Facts about a Secret, never its value."""
+
+    name: str
+    exists: bool = False
+    #: owned by this ApiToken (controller ownerReference with its uid)
+    owned: bool = False
+    #: the id part of the stored value, if a well-formed token is stored under the desired key
+    value_token_id: str | None = None
+    #: the token id the operator annotated the Secret with
+    annotated_token_id: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    keys: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class ObservedToken:
+    """A token as Dynatrace reports it (`None` in `Input.token` means: not found)."""
+
+    token: ApiToken
+
+    @property
+    def id(self) -> str:
+        return self.token.id or ""
+
+
+@dataclass(frozen=True)
+class Input:
+    desired: Desired
+    recorded: Recorded
+    secret: SecretFacts
+    now: datetime
+    #: the token named by `recorded.token_id` as observed; None when Dynatrace says it does not exist
+    token: ApiToken | None = None
+    #: the Secret named in `recorded.secret_name`, when it differs from the desired name
+    previous_secret: SecretFacts | None = None
+    #: tokens that may be left over from `recorded.pending` (same name and owner, created since then)
+    lost_create_candidates: tuple[ApiToken, ...] = ()
+    deleting: bool = False
+    #: `namespace/name` of the ApiToken, written on the Secret so people can trace it back
+    reference: str = ""
+    #: an administrator asked to let the object go without touching Dynatrace (the release annotation)
+    release_requested: bool = False

@@ -1,0 +1,235 @@
+"""`plan(input)`: the next step towards the declared state, chosen by ordered checks.
+
+Each check looks at the input and either returns the action that fixes the first thing found wrong, or
+None to let the next check look. The order encodes the safety rules: settle a pending create before
+anything else (exactly one token per object), never make a token whose secret could not be stored
+(an unrelated Secret holds the name), replace before patching, patch before declaring the object in sync.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from apitoken_operator.dynatrace.models import ApiTokenCreate, ApiTokenUpdate
+from apitoken_operator.reconcile import actions as a
+from apitoken_operator.reconcile.expiry import expiry_mismatch
+from apitoken_operator.reconcile.model import Input, SecretFacts
+from apitoken_operator.reconcile.reasons import Reason
+from apitoken_operator.reconcile.secret_layout import secret_annotations, secret_labels
+
+Check = Callable[[Input], a.Action | None]
+
+
+@dataclass(frozen=True)
+class Plan:
+    action: a.Action
+    #: the check that chose it, for logs and tests
+    check: str
+
+    @property
+    def terminal(self) -> bool:
+        return isinstance(self.action, a.TERMINAL)
+
+
+def plan(state: Input) -> Plan:
+    for check in DELETION_CHECKS if state.deleting else CHECKS:
+        action = check(state)
+        if action is not None:
+            return Plan(action=action, check=check.__name__)
+    raise AssertionError("the last check always decides")  # pragma: no cover
+
+
+# --- checks shared by both paths --------------------------------------------------------------------
+
+
+def settle_pending_create(state: Input) -> a.Action | None:
+    pending = state.recorded.pending
+    if pending is None:
+        return None
+    candidates = tuple(t.id for t in state.lost_create_candidates if t.id and t.id != state.recorded.token_id)
+    stored = state.secret.annotated_token_id
+    if (
+        not state.deleting
+        and stored is not None
+        and stored in candidates
+        and state.secret.owned
+        and state.secret.value_token_id == stored
+    ):
+        others = tuple(c for c in candidates if c != stored)
+        return a.CompletePendingCreate(token_id=stored, replaces=pending.replaces, extra_token_ids=others)
+    return a.AbandonPendingCreate(token_ids=candidates)
+
+
+# --- the path of a live object ------------------------------------------------------------------------
+
+
+def secret_name_is_free(state: Input) -> a.Action | None:
+    if state.secret.exists and not state.secret.owned:
+        return a.Stall(
+            Reason.SECRET_NAME_TAKEN,
+            f"Secret {state.secret.name!r} already exists and is not managed by this ApiToken; the operator "
+            "will not overwrite it. Choose another spec.secret.name, or delete that Secret.",
+        )
+    return None
+
+
+def token_is_known(state: Input) -> a.Action | None:
+    if state.recorded.token_id is not None:
+        return None
+    secret = state.secret
+    if secret.owned and secret.annotated_token_id and secret.value_token_id == secret.annotated_token_id:
+        return a.RecoverIdFromSecret(token_id=secret.annotated_token_id)
+    return _create(state, Reason.CREATED, why="no token exists for this ApiToken yet")
+
+
+def token_exists(state: Input) -> a.Action | None:
+    if state.token is None:
+        return _create(
+            state, Reason.RECREATED, why=f"token {state.recorded.token_id} was deleted outside the operator"
+        )
+    return None
+
+
+def secret_holds_the_token(state: Input) -> a.Action | None:
+    token_id = state.recorded.token_id
+    if _holds(state.secret, token_id):
+        return None
+    previous = state.previous_secret
+    if previous is not None and previous.owned and _holds(previous, token_id):
+        return a.MoveSecret(source=previous.name, target=state.secret.name)
+    what = "was deleted" if not state.secret.exists else "no longer holds the token's secret"
+    return _create(
+        state,
+        Reason.REPLACED,
+        replaces=token_id,
+        why=f"Secret {state.secret.name!r} {what}; a secret cannot be read back from Dynatrace, "
+        "so the token is replaced",
+    )
+
+
+def immutable_fields_match(state: Input) -> a.Action | None:
+    token, desired = state.token, state.desired
+    assert token is not None
+    if (
+        bool(token.personal_access_token) != desired.personal_access_token
+        and token.personal_access_token is not None
+    ):
+        return _create(
+            state,
+            Reason.REPLACED,
+            replaces=token.id,
+            why="spec.personalAccessToken changed; Dynatrace cannot change it in place",
+        )
+    mismatch = expiry_mismatch(
+        desired=desired.expiration_date,
+        requested=state.recorded.expiration_requested,
+        observed=token.expiration_date,
+        now=state.now,
+    )
+    if mismatch:
+        return _create(
+            state, Reason.REPLACED, replaces=token.id, why=f"{mismatch}; expiry cannot change in place"
+        )
+    return None
+
+
+def secret_metadata_matches(state: Input) -> a.Action | None:
+    secret, desired = state.secret, state.desired
+    token_id = state.recorded.token_id or ""
+    labels = secret_labels(desired)
+    annotations = secret_annotations(desired, token_id=token_id, owner=state.reference)
+    if any(secret.labels.get(k) != v for k, v in labels.items()):
+        return a.WriteSecretMetadata(why="labels")
+    if any(secret.annotations.get(k) != v for k, v in annotations.items()):
+        return a.WriteSecretMetadata(why="annotations")
+    return None
+
+
+def previous_secret_is_gone(state: Input) -> a.Action | None:
+    previous = state.previous_secret
+    if previous is not None and previous.exists and previous.owned:
+        return a.DeleteSecret(name=previous.name)
+    return None
+
+
+def token_matches(state: Input) -> a.Action | None:
+    token, desired = state.token, state.desired
+    assert token is not None and token.id is not None
+    changed = []
+    if token.name != desired.name:
+        changed.append("name")
+    if token.scopes is not None and frozenset(token.scopes) != desired.scopes:
+        changed.append("scopes")
+    if token.enabled is not None and token.enabled != desired.enabled:
+        changed.append("enabled")
+    if not changed:
+        return None
+    update = ApiTokenUpdate(name=desired.name, enabled=desired.enabled, scopes=sorted(desired.scopes))
+    return a.UpdateToken(token_id=token.id, update=update, changed=tuple(changed))
+
+
+def in_sync(state: Input) -> a.Action:
+    return a.InSync()
+
+
+CHECKS: tuple[Check, ...] = (
+    settle_pending_create,
+    secret_name_is_free,
+    token_is_known,
+    token_exists,
+    secret_holds_the_token,
+    immutable_fields_match,
+    secret_metadata_matches,
+    previous_secret_is_gone,
+    token_matches,
+    in_sync,
+)
+
+
+# --- the path of an object being deleted -----------------------------------------------------------------
+
+
+def release_requested(state: Input) -> a.Action | None:
+    if state.release_requested:
+        return a.ReleaseFinalizer(
+            Reason.RELEASED,
+            f"released by annotation; token {state.recorded.token_id or '(none)'} was left in Dynatrace",
+        )
+    return None
+
+
+def orphan_policy(state: Input) -> a.Action | None:
+    if state.desired.deletion_policy == "Orphan":
+        return a.ReleaseFinalizer(
+            Reason.ORPHANED,
+            f"deletionPolicy Orphan: token {state.recorded.token_id or '(none)'} left in Dynatrace",
+        )
+    return None
+
+
+def token_deleted(state: Input) -> a.Action:
+    if state.recorded.token_id is not None and state.token is not None:
+        return a.DeleteToken(token_id=state.recorded.token_id, reason=Reason.DELETED)
+    return a.ReleaseFinalizer(Reason.DELETED, f"token {state.recorded.token_id or '(none)'} is deleted")
+
+
+DELETION_CHECKS: tuple[Check, ...] = (release_requested, settle_pending_create, orphan_policy, token_deleted)
+
+
+# --- helpers --------------------------------------------------------------------------------------------
+
+
+def _holds(secret: SecretFacts, token_id: str | None) -> bool:
+    return secret.exists and token_id is not None and secret.value_token_id == token_id
+
+
+def _create(state: Input, reason: Reason, *, why: str, replaces: str | None = None) -> a.CreateToken:
+    desired = state.desired
+    request = ApiTokenCreate(
+        name=desired.name,
+        scopes=sorted(desired.scopes),
+        expiration_date=desired.expiration_date,
+        personal_access_token=desired.personal_access_token or None,
+    )
+    return a.CreateToken(request=request, reason=reason, replaces=replaces, why=why)

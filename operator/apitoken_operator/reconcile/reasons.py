@@ -1,0 +1,35 @@
+"""Reasons, named once and reused for conditions, Events and metrics."""
+
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    # progress and success
+    CREATED = "Created"
+    UPDATED = "Updated"
+    REPLACED = "Replaced"
+    RECREATED = "Recreated"
+    DELETED = "Deleted"
+    ORPHANED = "Orphaned"
+    SECRET_WRITTEN = "SecretWritten"
+    SECRET_RESTORED = "SecretRestored"
+    SECRET_MOVED = "SecretMoved"
+    LOST_CREATE_CLEANED = "LostCreateCleanedUp"
+    RECOVERED = "Recovered"
+    READY = "Ready"
+    CREATING = "Creating"
+    PROGRESSING = "Progressing"
+    # problems the user must fix (Stalled)
+    INVALID_SPEC = "InvalidSpec"
+    REJECTED_BY_DYNATRACE = "RejectedByDynatrace"
+    POLICY_DENIED = "PolicyDenied"
+    CONNECTION_MISSING = "ConnectionMissing"
+    CONNECTION_INVALID = "ConnectionInvalid"
+    UNAUTHORIZED = "Unauthorized"
+    FORBIDDEN = "Forbidden"
+    SECRET_NAME_TAKEN = "SecretNameTaken"
+    # problems that may pass by themselves (Reconciling, retried)
+    THROTTLED = "Throttled"
+    UNAVAILABLE = "DynatraceUnavailable"
+    DELETE_BLOCKED = "DeleteBlocked"
+    RELEASED = "Released"

@@ -1,0 +1,90 @@
+"""The ApiToken's status as a small value: observed fields plus kstatus conditions.
+
+kstatus (Argo CD, Flux) reads `Ready`, `Reconciling` and `Stalled` with `observedGeneration`:
+Current = Ready True and nothing in progress; InProgress = Reconciling True; Failed = Stalled True.
+A condition's `lastTransitionTime` only moves when its status flips.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from apitoken_operator.dynatrace.dates import format_date
+from apitoken_operator.dynatrace.models import ApiToken
+from apitoken_operator.reconcile.reasons import Reason
+
+
+class Health(StrEnum):
+    READY = "Ready"
+    RECONCILING = "Reconciling"
+    STALLED = "Stalled"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    health: Health
+    reason: Reason
+    message: str
+
+
+TOKEN_FIELDS = {
+    "owner": "owner",
+    "creationDate": "creation_date",
+    "modifiedDate": "modified_date",
+    "lastUsedDate": "last_used_date",
+    "lastUsedIpAddress": "last_used_ip_address",
+    "expirationDate": "expiration_date",
+}
+
+
+def token_fields(token: ApiToken | None) -> dict[str, Any]:
+    """Observed token fields for the status; absent ones are cleared (null in a merge patch)."""
+    if token is None:
+        return {"id": None, **dict.fromkeys(TOKEN_FIELDS)}
+    return {"id": token.id, **{key: getattr(token, attr) for key, attr in TOKEN_FIELDS.items()}}
+
+
+def conditions(
+    outcome: Outcome, *, generation: int | None, previous: Sequence[Mapping[str, Any]], now: datetime
+) -> list[dict[str, Any]]:
+    wanted = {
+        "Ready": ("True" if outcome.health is Health.READY else "False"),
+        "Reconciling": ("True" if outcome.health is Health.RECONCILING else "False"),
+        "Stalled": ("True" if outcome.health is Health.STALLED else "False"),
+    }
+    before = {c.get("type"): c for c in previous}
+    stamp = format_date(now)
+    result = []
+    for kind, status in wanted.items():
+        old = before.get(kind, {})
+        if kind == "Ready" or status == "True":
+            reason, message = outcome.reason.value, outcome.message
+        else:
+            reason, message = f"No{kind}", ""
+        result.append(
+            {
+                "type": kind,
+                "status": status,
+                "reason": reason,
+                "message": message,
+                "observedGeneration": generation,
+                "lastTransitionTime": old.get("lastTransitionTime") if old.get("status") == status else stamp,
+            }
+        )
+    return result
+
+
+def same_conditions(a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, Any]]) -> bool:
+    """Equal but for lastTransitionTime; used to skip status writes that would change nothing."""
+
+    def key(items: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+        return sorted(
+            (c.get("type"), c.get("status"), c.get("reason"), c.get("message"), c.get("observedGeneration"))
+            for c in items
+        )
+
+    return key(a) == key(b)

@@ -1,0 +1,137 @@
+"""`apitoken-operator run`: the operator, with kopf's flags and ours."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+
+from apitoken_operator.dynatrace.secrets import install_log_masking
+from apitoken_operator.settings import ADMIN_SCOPES, OperatorSettings, PolicySettings
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="watch this namespace (repeatable; globs like team-* allowed)",
+    )
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace (default)")
+    parser.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then $KUBECONFIG)")
+    peering = parser.add_mutually_exclusive_group()
+    peering.add_argument(
+        "--standalone",
+        action="store_true",
+        default=True,
+        help="run without peering (default; run one replica)",
+    )
+    peering.add_argument(
+        "--peering", metavar="NAME", help="coordinate replicas through this KopfPeering object"
+    )
+    parser.add_argument(
+        "--liveness", metavar="URL", help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz"
+    )
+    parser.add_argument(
+        "--default-connection",
+        metavar="NAMESPACE/SECRET",
+        help="Secret with apiUrl and apiToken used when an ApiToken names no connection",
+    )
+    parser.add_argument(
+        "--policy-namespace",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="namespaces that may use the default connection (repeatable; default: all)",
+    )
+    parser.add_argument(
+        "--policy-allowed-scope",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="scopes the default connection may grant (repeatable; default: any not denied)",
+    )
+    parser.add_argument(
+        "--policy-denied-scope",
+        action="append",
+        default=None,
+        metavar="PATTERN",
+        help=f"scopes the default connection must not grant (default: {', '.join(ADMIN_SCOPES)})",
+    )
+    parser.add_argument(
+        "--policy-allow-personal-access-tokens",
+        action="store_true",
+        help="let the default connection create personal access tokens",
+    )
+    parser.add_argument("--log-format", choices=["text", "json"], default="text")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+
+def settings_from(args: argparse.Namespace) -> OperatorSettings:
+    default = args.default_connection
+    if default is not None and default.count("/") != 1:
+        raise SystemExit("--default-connection must be NAMESPACE/SECRET")
+    policy = PolicySettings(
+        allowed_namespaces=tuple(args.policy_namespace),
+        allowed_scopes=tuple(args.policy_allowed_scope),
+        denied_scopes=ADMIN_SCOPES if args.policy_denied_scope is None else tuple(args.policy_denied_scope),
+        allow_personal_access_tokens=args.policy_allow_personal_access_tokens,
+    )
+    return OperatorSettings(default_connection=default, policy=policy)
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def configure_logging(*, log_format: str, verbose: bool) -> None:
+    install_log_masking()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        JsonFormatter()
+        if log_format == "json"
+        else logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    for noisy in ("httpx", "httpcore", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main(args: argparse.Namespace) -> int:
+    import kopf
+
+    from apitoken_operator.handlers import Runtime, build_registry
+
+    configure_logging(log_format=args.log_format, verbose=args.verbose)
+    if args.kubeconfig:
+        os.environ["KUBECONFIG"] = args.kubeconfig
+    runtime = Runtime(settings=settings_from(args), kubeconfig=args.kubeconfig)
+    registry = build_registry(runtime)
+    asyncio.run(
+        kopf.operator(
+            registry=registry,
+            standalone=args.peering is None,
+            peering_name=args.peering,
+            clusterwide=not args.namespace,
+            namespaces=args.namespace,
+            liveness_endpoint=args.liveness,
+        )
+    )
+    return 0
