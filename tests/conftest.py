@@ -3,5 +3,6 @@
 pytest_plugins = [
     "tests.fixtures.leaks",
     "tests.fixtures.cluster",
-    # "tests.fixtures.emulator",
+    "tests.fixtures.emulator",
+    "tests.fixtures.operator",
 ]

@@ -249,11 +249,14 @@ class Reconciler:
                     Reason.SECRET_RESTORED,
                     f"Secret {desired.secret_name}: restored its {action.why}",
                 )
-            case a.MoveSecret(source=source, target=target):
-                value = secrets.stored_secret(work.secret_bodies.get(source), key=desired.secret_key)
+            case a.MoveSecret(source=source, source_key=source_key, target=target):
+                value = secrets.stored_secret(work.secret_bodies.get(source), key=source_key)
                 if value is None:  # read between gather and now; next gather sees the truth
                     return
                 await self._store_secret(work, desired, value, token_id=work.status.get("id") or "")
+                if source != target:  # a crash before this is mended by previous_secret_is_gone
+                    uid = ((work.secret_bodies.get(source) or {}).get("metadata") or {}).get("uid")
+                    await self._kube.delete_secret(work.namespace, source, uid=uid)
                 await self._write_status(work, {"secretName": target})
                 self._event(
                     work, "Normal", Reason.SECRET_MOVED, f"moved the token's secret from {source} to {target}"

@@ -25,6 +25,7 @@ _ABSOLUTE = re.compile(
     r"(?P<zone>Z|[+-]\d{2}:?\d{2})?$"
 )
 _MILLIS = re.compile(r"^\d{1,15}$")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class DateFormatError(ValueError):
@@ -40,7 +41,7 @@ def parse_date(text: str, *, now: datetime) -> datetime:
     value = text.strip()
     if _MILLIS.match(value):
         try:
-            return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
+            return _EPOCH + timedelta(milliseconds=int(value))  # exact: no float division
         except (OverflowError, OSError, ValueError) as error:
             raise DateFormatError(f"timestamp {value!r} is out of range") from error
     if relative := _RELATIVE.match(value):

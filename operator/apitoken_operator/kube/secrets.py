@@ -32,6 +32,7 @@ def facts(name: str, body: dict[str, Any] | None, *, key: str, owner_uid: str) -
         labels=dict(metadata.get("labels") or {}),
         annotations=dict(metadata.get("annotations") or {}),
         keys=frozenset(data),
+        token_ids={k: i for k, v in data.items() if (i := _stored_token_id(v)) is not None},
     )
 
 

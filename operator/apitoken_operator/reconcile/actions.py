@@ -61,9 +61,10 @@ class WriteSecretMetadata:
 
 @dataclass(frozen=True)
 class MoveSecret:
-    """spec.secret.name changed: copy the value into the new Secret; the old one is deleted afterwards."""
+    """spec.secret name or key changed: copy the value to the new place; an old Secret is deleted next."""
 
     source: str
+    source_key: str
     target: str
 
 

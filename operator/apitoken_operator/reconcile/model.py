@@ -100,6 +100,8 @@ class SecretFacts:
     labels: Mapping[str, str] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)
     keys: frozenset[str] = frozenset()
+    #: data key -> id of the well-formed token stored under it (any key, for moves between keys)
+    token_ids: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

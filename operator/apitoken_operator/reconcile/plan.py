@@ -95,9 +95,12 @@ def secret_holds_the_token(state: Input) -> a.Action | None:
     token_id = state.recorded.token_id
     if _holds(state.secret, token_id):
         return None
-    previous = state.previous_secret
-    if previous is not None and previous.owned and _holds(previous, token_id):
-        return a.MoveSecret(source=previous.name, target=state.secret.name)
+    for candidate in (state.secret, state.previous_secret):
+        if candidate is None or not candidate.exists or not candidate.owned:
+            continue
+        key = next((k for k, i in sorted(candidate.token_ids.items()) if i == token_id), None)
+        if key is not None:
+            return a.MoveSecret(source=candidate.name, source_key=key, target=state.secret.name)
     what = "was deleted" if not state.secret.exists else "no longer holds the token's secret"
     return _create(
         state,
