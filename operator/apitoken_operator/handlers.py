@@ -16,9 +16,11 @@ from typing import Any, cast
 import kopf
 
 from apitoken_operator.controller.connections import Connections
+from apitoken_operator.controller.gather import RELEASE_ANNOTATION
 from apitoken_operator.controller.reconciler import Reconciler, Result
 from apitoken_operator.dynatrace.secrets import install_log_masking
 from apitoken_operator.kube import api
+from apitoken_operator.reconcile.reasons import Reason
 from apitoken_operator.reconcile.secret_layout import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from apitoken_operator.settings import OperatorSettings
 
@@ -95,6 +97,32 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
         if not result.released:
             raise kopf.TemporaryError(result.outcome.message, delay=result.retry_after or 10)
         _reconciler(runtime).forget(body.get("metadata", {}).get("uid", ""))
+
+    @kopf.on.event(*RESOURCE, id="release", registry=registry)
+    async def release(body: kopf.Body, **_: Any) -> None:
+        """The release annotation on an object being deleted lets it go at once, not at the next retry."""
+        metadata = body.get("metadata", {})
+        if not (
+            metadata.get("deletionTimestamp")
+            and FINALIZER in (metadata.get("finalizers") or ())
+            and (metadata.get("annotations") or {}).get(RELEASE_ANNOTATION) == "true"
+        ):
+            return
+        token_id = body.get("status", {}).get("id") or "(none)"
+        _post_event(
+            dict(body),
+            type="Normal",
+            reason=Reason.RELEASED,
+            message=f"released by annotation; token {token_id} left in Dynatrace",
+        )
+        assert runtime.api_client is not None
+        await api.Kube(runtime.api_client).release_finalizer(
+            metadata["namespace"],
+            metadata["name"],
+            finalizer=FINALIZER,
+            finalizers=list(metadata.get("finalizers") or ()),
+            resource_version=metadata.get("resourceVersion"),
+        )
 
     @kopf.on.event(
         "",

@@ -41,6 +41,7 @@ CRASH_STEPS = ("after-intent", "after-create", "after-secret", "before-status")
 MAX_STEPS = 10
 SECRET_WRITE_ATTEMPTS = 8
 TRANSIENT_RETRY = 10.0
+OUTCOME_UNKNOWN_RETRY = 2.0
 
 
 def crashpoint(step: str) -> None:
@@ -384,10 +385,10 @@ class Reconciler:
                 Health.RECONCILING, Reason.THROTTLED, f"Dynatrace is throttling; retrying in {wait:.0f} s"
             )
             return await self._settle(work, outcome, retry_after=wait)
-        outcome = Outcome(
-            Health.RECONCILING, Reason.UNAVAILABLE, f"{message}; retrying in {TRANSIENT_RETRY:.0f} s"
-        )
-        return await self._settle(work, outcome, retry_after=TRANSIENT_RETRY)
+        # A lost create answer is settled by listing, which costs little: look again soon.
+        wait = OUTCOME_UNKNOWN_RETRY if isinstance(error, errors.CreateOutcomeUnknown) else TRANSIENT_RETRY
+        outcome = Outcome(Health.RECONCILING, Reason.UNAVAILABLE, f"{message}; retrying in {wait:.0f} s")
+        return await self._settle(work, outcome, retry_after=wait)
 
     async def _deletion_without_connection(self, work: Work, desired: Desired, problem: str) -> Result:
         recorded = work.recorded(now=self._clock())

@@ -109,6 +109,39 @@ class Kube:
             )
         )
 
+    async def release_finalizer(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        finalizer: str,
+        finalizers: list[str],
+        resource_version: str | None,
+    ) -> None:
+        """Drop one finalizer; the resourceVersion makes a concurrent change fail instead of being lost."""
+        patch = {
+            "metadata": {
+                "finalizers": [f for f in finalizers if f != finalizer],
+                "resourceVersion": resource_version,
+            }
+        }
+        try:
+            await _call(
+                self.custom.patch_namespaced_custom_object(  # type: ignore[call-arg]
+                    GROUP,
+                    VERSION,
+                    namespace,
+                    PLURAL,
+                    name,
+                    patch,
+                    _content_type=MERGE_PATCH,
+                    _preload_content=False,
+                )
+            )
+        except KubeError as error:
+            if not (error.not_found or error.conflict):  # gone already, or changed: the next event retries
+                raise
+
 
 async def _call(request: Awaitable[Any]) -> dict[str, Any]:
     response = await request
