@@ -11,7 +11,9 @@ CRD = pathlib.Path(__file__).resolve().parents[2] / "crds" / "apitokens.dynatrac
 
 
 def _walk(schema: dict[str, Any], path: str) -> list[str]:
-    missing = [] if schema.get("description") or path.endswith(("spec.secret.labels", ".annotations")) else [path]
+    # metadata may carry no description (the API server refuses it); the labels/annotations maps' values neither
+    exempt = path == ".metadata" or path.endswith(("spec.secret.labels", ".annotations"))
+    missing = [] if schema.get("description") or exempt else [path]
     for name, child in (schema.get("properties") or {}).items():
         missing += _walk(child, f"{path}.{name}")
     if "items" in schema and schema["items"].get("type") == "object":

@@ -17,6 +17,7 @@ from apitoken_operator.reconcile.model import Desired, Input, PendingCreate, Rec
 #: Clock skew allowed between this machine and Dynatrace when matching a lost create by creation time.
 CLOCK_SKEW = timedelta(minutes=2)
 RELEASE_ANNOTATION = "dynatrace.apitokens.io/release"
+ROTATE_ANNOTATION = "dynatrace.apitokens.io/rotate"
 
 
 @dataclass
@@ -59,7 +60,20 @@ class Work:
             secret_name=status.get("secretName") or None,
             pending=_pending(pending, now=now) if pending else None,
             expiration_requested=status.get("requestedExpirationDate") or None,
+            secret_available=status.get("secretAvailable", True) is not False,
+            last_rotation_request=status.get("lastRotationRequest") or None,
+            retiring=tuple(_retiring(status.get("retiringTokens") or [], now=now)),
         )
+
+
+def _retiring(items: list[dict[str, Any]], *, now: datetime) -> list[tuple[str, datetime]]:
+    result = []
+    for item in items:
+        try:
+            result.append((str(item["id"]), parse_date(str(item.get("deleteAfter", "")), now=now)))
+        except (KeyError, DateFormatError):
+            result.append((str(item.get("id", "")), now))  # unreadable: due now
+    return [(token_id, when) for token_id, when in result if token_id]
 
 
 def _pending(raw: dict[str, Any], *, now: datetime) -> PendingCreate:
@@ -73,6 +87,7 @@ def _pending(raw: dict[str, Any], *, now: datetime) -> PendingCreate:
         started_at=started,
         owner=raw.get("owner") or None,
         replaces=raw.get("replaces") or None,
+        grace_seconds=int(raw.get("graceSeconds") or 0),
     )
 
 
@@ -85,6 +100,7 @@ async def gather(
     now: datetime,
     deleting: bool,
     ids_of_others: Callable[[str], Collection[str]],
+    fresh: bool = False,
 ) -> Input:
     """`ids_of_others(uid)`: token ids recorded by other ApiTokens, never candidates of a lost create."""
     recorded = work.recorded(now=now)
@@ -103,8 +119,9 @@ async def gather(
     token: ApiToken | None = None
     candidates: tuple[ApiToken, ...] = ()
     if connection is not None:
-        if recorded.token_id:
-            token = await connection.observer.token(recorded.token_id)
+        wanted = recorded.token_id or (desired.adopt_token_id if recorded.pending is None else None)
+        if wanted:
+            token = await connection.observer.token(wanted, max_age=0 if fresh else None)
         if recorded.pending:
             tokens = await connection.observer.tokens(max_age=0)
             others = ids_of_others(work.uid)
@@ -124,6 +141,7 @@ async def gather(
         deleting=deleting,
         reference=work.reference,
         release_requested=(work.metadata.get("annotations") or {}).get(RELEASE_ANNOTATION) == "true",
+        rotation_request=(work.metadata.get("annotations") or {}).get(ROTATE_ANNOTATION) or None,
     )
 
 

@@ -15,7 +15,7 @@ import os
 import uuid
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from apitoken_operator.controller.connections import Connection, ConnectionProblem, Connections
@@ -27,8 +27,8 @@ from apitoken_operator.dynatrace.secrets import TokenSecret
 from apitoken_operator.kube import secrets
 from apitoken_operator.kube.api import Kube, KubeError
 from apitoken_operator.reconcile import actions as a
-from apitoken_operator.reconcile.model import Desired, SpecError
-from apitoken_operator.reconcile.plan import plan
+from apitoken_operator.reconcile.model import Desired, Input, SpecError
+from apitoken_operator.reconcile.plan import next_renewal, plan
 from apitoken_operator.reconcile.policy import policy_violation
 from apitoken_operator.reconcile.reasons import Reason
 from apitoken_operator.reconcile.status import Health, Outcome, conditions, same_conditions, token_fields
@@ -61,6 +61,8 @@ class Result:
     #: seconds after which to try again; None when settled (or waiting for the user)
     retry_after: float | None = None
     released: bool = False
+    #: settled, but something is due later (a renewal, the end of a grace period): look again then
+    requeue_after: float | None = None
 
 
 class Reconciler:
@@ -89,6 +91,7 @@ class Reconciler:
         *,
         deleting: bool = False,
         ids_of_others: Callable[[str], Collection[str]] = lambda uid: (),
+        fresh: bool = False,
     ) -> Result:
         """Bring one ApiToken in line; objects are reconciled one at a time each, many at once overall.
 
@@ -97,10 +100,10 @@ class Reconciler:
         work = Work(body=body)
         lock = self._locks.setdefault(work.uid, asyncio.Lock())
         async with lock:
-            return await self._reconcile(work, deleting=deleting, ids_of_others=ids_of_others)
+            return await self._reconcile(work, deleting=deleting, ids_of_others=ids_of_others, fresh=fresh)
 
     async def _reconcile(
-        self, work: Work, *, deleting: bool, ids_of_others: Callable[[str], Collection[str]]
+        self, work: Work, *, deleting: bool, ids_of_others: Callable[[str], Collection[str]], fresh: bool
     ) -> Result:
         try:
             desired = Desired.from_spec(work.body.get("spec") or {}, object_name=work.name)
@@ -115,7 +118,7 @@ class Reconciler:
             return await self._settle(work, outcome, retry_after=self._settings.stalled_retry_delay)
         try:
             return await self._converge(
-                work, desired, connection, deleting=deleting, ids_of_others=ids_of_others
+                work, desired, connection, deleting=deleting, ids_of_others=ids_of_others, fresh=fresh
             )
         except errors.DynatraceError as error:
             return await self._dynatrace_failure(work, desired, error, deleting=deleting)
@@ -143,8 +146,9 @@ class Reconciler:
         *,
         deleting: bool,
         ids_of_others: Callable[[str], Collection[str]],
+        fresh: bool = False,
     ) -> Result:
-        for _ in range(MAX_STEPS):
+        for step_number in range(MAX_STEPS):
             now = self._clock()
             state = await gather(
                 work,
@@ -154,6 +158,7 @@ class Reconciler:
                 now=now,
                 deleting=deleting,
                 ids_of_others=ids_of_others,
+                fresh=fresh and step_number == 0,
             )
             step = plan(state)
             logger.debug("%s: %s -> %s", work.reference, step.check, type(step.action).__name__)
@@ -164,10 +169,7 @@ class Reconciler:
                     fetched = await connection.client.get(state.token.id)
                     connection.observer.remember(fetched)
                     state = replace(state, token=fetched)
-                message = f"token {state.recorded.token_id} is in sync"
-                return await self._settle(
-                    work, Outcome(Health.READY, Reason.READY, message), token=state.token
-                )
+                return await self._in_sync(work, state)
             if isinstance(action, a.Stall):
                 self._event(work, "Warning", action.reason, action.message)
                 return await self._settle(work, Outcome(Health.STALLED, action.reason, action.message))
@@ -178,9 +180,26 @@ class Reconciler:
         outcome = Outcome(Health.RECONCILING, Reason.PROGRESSING, "still converging; will continue shortly")
         return await self._settle(work, outcome, retry_after=1.0)
 
+    async def _in_sync(self, work: Work, state: Input) -> Result:
+        message = f"token {state.recorded.token_id} is in sync"
+        if not state.recorded.secret_available:
+            message = (
+                f"adopted token {state.recorded.token_id} is in sync, but its secret cannot be read back "
+                f"from Dynatrace: rotate it to get one into Secret {state.desired.secret_name} "
+                f"(kubectl annotate apitoken {work.name} dynatrace.apitokens.io/rotate=1)"
+            )
+        renewal = next_renewal(state)
+        extra = {"nextRenewal": format_date(renewal) if renewal else None}
+        due = [when for _, when in state.recorded.retiring] + ([renewal] if renewal else [])
+        requeue = max(0.0, (min(due) - state.now).total_seconds()) + 0.5 if due else None
+        result = await self._settle(
+            work, Outcome(Health.READY, Reason.READY, message), token=state.token, extra=extra
+        )
+        return replace(result, requeue_after=requeue)
+
     # --- carrying out one action ---------------------------------------------------------------------
 
-    async def _apply(
+    async def _apply(  # noqa: PLR0915 - one arm per action; each is a few lines
         self,
         work: Work,
         action: a.Action,
@@ -193,11 +212,21 @@ class Reconciler:
         match action:
             case a.CreateToken():
                 await self._create(work, action, desired=desired, connection=connection)
-            case a.CompletePendingCreate(token_id=token_id, replaces=replaces, extra_token_ids=extra):
+            case a.CompletePendingCreate(
+                token_id=token_id, replaces=replaces, extra_token_ids=extra, grace_seconds=grace
+            ):
+                retiring = self._retire(work, replaces, grace) if replaces and grace else None
                 await self._write_status(
-                    work, {"id": token_id, "pendingCreate": None, "secretName": desired.secret_name}
+                    work,
+                    {
+                        "id": token_id,
+                        "pendingCreate": None,
+                        "secretName": desired.secret_name,
+                        "secretAvailable": True,
+                        **({"retiringTokens": retiring} if retiring else {}),
+                    },
                 )
-                for stale in (*([replaces] if replaces else []), *extra):
+                for stale in (*([replaces] if replaces and not grace else []), *extra):
                     await self._delete_token(connection, stale)
                 self._event(
                     work,
@@ -265,6 +294,24 @@ class Reconciler:
             case a.DeleteSecret(name=name):
                 uid = ((work.secret_bodies.get(name) or {}).get("metadata") or {}).get("uid")
                 await self._kube.delete_secret(work.namespace, name, uid=uid)
+            case a.AdoptToken(token_id=token_id):
+                await self._write_status(
+                    work, {"id": token_id, "secretAvailable": False, "secretName": desired.secret_name}
+                )
+                self._event(
+                    work,
+                    "Normal",
+                    Reason.ADOPTED,
+                    f"adopted existing token {token_id}; its secret cannot be read back, "
+                    "rotate to fill the Secret",
+                )
+            case a.DeleteRetiredToken(token_id=token_id):
+                await self._delete_token(connection, token_id)
+                remaining = [t for t in work.status.get("retiringTokens") or [] if t.get("id") != token_id]
+                await self._write_status(work, {"retiringTokens": remaining or None})
+                self._event(
+                    work, "Normal", Reason.RETIRED, f"deleted token {token_id}: its grace period is over"
+                )
             case a.DeleteToken(token_id=token_id, reason=reason):
                 await self._delete_token(connection, token_id)
                 self._event(work, "Normal", reason, f"deleted token {token_id} in Dynatrace")
@@ -281,6 +328,7 @@ class Reconciler:
             "startedAt": format_date(self._clock()),
             "owner": owner,
             "replaces": action.replaces,
+            "graceSeconds": int(action.grace.total_seconds()) if action.grace and action.replaces else 0,
         }
         reconciling = Outcome(Health.RECONCILING, Reason.CREATING, f"creating a token: {action.why}")
         await self._write_status(work, {"pendingCreate": intent, **self._conditions(work, reconciling)})
@@ -300,6 +348,8 @@ class Reconciler:
         await self._store_new_secret(work, desired, created, connection=connection)
         crashpoint("after-secret")
         crashpoint("before-status")
+        grace = int(action.grace.total_seconds()) if action.grace else 0
+        retiring = self._retire(work, action.replaces, grace) if action.replaces and grace else None
         await self._write_status(
             work,
             {
@@ -307,13 +357,22 @@ class Reconciler:
                 "secretName": desired.secret_name,
                 "requestedExpirationDate": desired.expiration_date,
                 "pendingCreate": None,
+                "secretAvailable": True,
+                **({"lastRotationRequest": action.rotation_request} if action.rotation_request else {}),
+                **({"retiringTokens": retiring} if retiring else {}),
             },
         )
-        if action.replaces:
+        if action.replaces and not grace:
             await self._delete_token(connection, action.replaces)
         self._event(
             work, "Normal", action.reason, f"{action.reason.lower()} token {created.id}: {action.why}"
         )
+
+    def _retire(self, work: Work, token_id: str, grace_seconds: int) -> list[dict[str, str]]:
+        """The status's retiring list with `token_id` added, to be deleted after its grace period."""
+        after = format_date(self._clock() + timedelta(seconds=grace_seconds))
+        kept = [t for t in work.status.get("retiringTokens") or [] if t.get("id") != token_id]
+        return [*kept, {"id": token_id, "deleteAfter": after}]
 
     async def _store_new_secret(
         self, work: Work, desired: Desired, created: ApiTokenCreated, *, connection: Connection
@@ -420,11 +479,13 @@ class Reconciler:
         token: ApiToken | None = None,
         retry_after: float | None = None,
         write: bool = True,
+        extra: dict[str, Any] | None = None,
     ) -> Result:
         if write:
             patch: dict[str, Any] = {
                 **self._conditions(work, outcome),
                 "observedGeneration": work.metadata.get("generation"),
+                **(extra or {}),
             }
             if token is not None:
                 patch.update(token_fields(token))

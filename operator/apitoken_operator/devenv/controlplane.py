@@ -114,7 +114,9 @@ class ControlPlane:
                 self.request("POST", path, crd)
             except urllib.error.HTTPError as error:
                 if error.code != 409:
-                    raise
+                    raise ControlPlaneError(
+                        f"CRD {name} refused: {error.read().decode(errors='replace')}"
+                    ) from error
                 current = self.request("GET", f"{path}/{name}")
                 replacement = {
                     **crd,

@@ -77,8 +77,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--workdir",
         type=pathlib.Path,
         default=None,
-        help="folder for the control plane's data and logs and the operator's log, kept afterwards "
-        "(default: a temporary folder, removed unless the demo fails)",
+        help="folder for the control plane's data and logs and the operator's log, kept afterwards; "
+        "an earlier demo's are replaced (default: a temporary folder, removed unless the demo fails)",
     )
 
 
@@ -93,6 +93,9 @@ def main(args: argparse.Namespace) -> int:
         return 128 + interrupted.signum
     except (DemoError, ControlPlaneError) as error:
         _say(f"demo failed: {error}", stream=sys.stderr)
+        return 1
+    except urllib.error.HTTPError as error:  # e.g. the API server rejected the CRD
+        _say(f"demo failed: {error.url}: HTTP {error.code}: {_http_detail(error)}", stream=sys.stderr)
         return 1
     except (OSError, subprocess.SubprocessError) as error:  # e.g. no Go toolchain, a failed build
         _say(f"demo failed: {type(error).__name__}: {error}", stream=sys.stderr)
@@ -113,7 +116,8 @@ def _run(args: argparse.Namespace, signals: _Signals) -> int:
         pathlib.Path(tempfile.mkdtemp(prefix="apitoken-demo-")) if owned_workdir else args.workdir.resolve()
     )
     workdir.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(workdir / "controlplane", ignore_errors=True)  # a previous demo's cluster state
+    shutil.rmtree(workdir / "controlplane", ignore_errors=True)  # an earlier demo's cluster state
+    (workdir / "operator.log").unlink(missing_ok=True)
     succeeded = False
     try:
         with contextlib.ExitStack() as stack:
@@ -376,7 +380,7 @@ def _keep_running(plane: ControlPlane, operator: _Operator, base_url: str, kubec
                 raise DemoError(f"{', '.join(dead)} exited (logs in {plane.workdir})")
             time.sleep(0.5)
     except Interrupted:
-        _say("")  # Ctrl-C is how --keep ends: a normal stop
+        pass  # Ctrl-C (or SIGTERM) is how --keep ends: a normal stop
 
 
 # --- helpers -----------------------------------------------------------------------------------------
@@ -436,12 +440,17 @@ def _api(plane: ControlPlane, method: str, path: str, body: Any | None = None) -
     try:
         return plane.request(method, path, body)
     except urllib.error.HTTPError as error:
-        detail = error.reason
-        with contextlib.suppress(Exception):
-            detail = json.loads(error.read()).get("message") or detail
-        raise DemoError(f"{method} {path}: HTTP {error.code}: {mask_secrets(str(detail))}") from None
+        raise DemoError(f"{method} {path}: HTTP {error.code}: {_http_detail(error)}") from None
     except (OSError, urllib.error.URLError) as error:
         raise DemoError(f"{method} {path}: the API server did not answer: {error}") from None
+
+
+def _http_detail(error: urllib.error.HTTPError) -> str:
+    """The API server's own message (a Status object's `message`), else the HTTP reason."""
+    detail = str(error.reason)
+    with contextlib.suppress(Exception):
+        detail = str(json.loads(error.read()).get("message") or detail)
+    return mask_secrets(detail)
 
 
 def _kubectl(kubectl: str, plane: ControlPlane, *arguments: str, show: str | None = None) -> None:

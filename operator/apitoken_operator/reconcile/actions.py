@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from apitoken_operator.dynatrace.models import ApiTokenCreate, ApiTokenUpdate
 from apitoken_operator.reconcile.reasons import Reason
@@ -20,6 +21,10 @@ class CreateToken:
     reason: Reason
     replaces: str | None = None
     why: str = ""
+    #: keep the replaced token working this long after the switch (rotation); None deletes it at once
+    grace: timedelta | None = None
+    #: the rotate annotation's value this create answers
+    rotation_request: str | None = None
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,7 @@ class CompletePendingCreate:
     token_id: str
     replaces: str | None
     extra_token_ids: tuple[str, ...] = ()
+    grace_seconds: int = 0
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,20 @@ class AbandonPendingCreate:
 @dataclass(frozen=True)
 class RecoverIdFromSecret:
     """The status lost the token id, but the Secret (owned, annotated, value matching) still has it."""
+
+    token_id: str
+
+
+@dataclass(frozen=True)
+class AdoptToken:
+    """Take over an existing token by id: record it; its secret cannot be read back."""
+
+    token_id: str
+
+
+@dataclass(frozen=True)
+class DeleteRetiredToken:
+    """A rotated-out token's grace period is over."""
 
     token_id: str
 
@@ -105,6 +125,8 @@ Action = (
     | CompletePendingCreate
     | AbandonPendingCreate
     | RecoverIdFromSecret
+    | AdoptToken
+    | DeleteRetiredToken
     | UpdateToken
     | WriteSecretMetadata
     | MoveSecret

@@ -6,9 +6,10 @@ Observed values never include a token's secret: the Secret is described by facts
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from apitoken_operator.dynatrace.models import ApiToken
@@ -16,6 +17,18 @@ from apitoken_operator.dynatrace.models import ApiToken
 
 class SpecError(ValueError):
     """The spec cannot be acted on (what the CRD schema could not reject up front)."""
+
+
+DEFAULT_GRACE_PERIOD = timedelta(hours=1)
+_DURATION = re.compile(r"^(\d{1,6})(s|m|h|d|w)$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_duration(text: str, *, field: str) -> timedelta:
+    match = _DURATION.match(text.strip())
+    if match is None:
+        raise SpecError(f"{field} must be a number and a unit (s, m, h, d, w), e.g. 7d, not {text!r}")
+    return timedelta(**{_UNITS[match[2]]: int(match[1])})
 
 
 @dataclass(frozen=True)
@@ -33,6 +46,9 @@ class Desired:
     secret_labels: Mapping[str, str] = field(default_factory=dict)
     secret_annotations: Mapping[str, str] = field(default_factory=dict)
     connection_secret: str | None = None
+    adopt_token_id: str | None = None
+    renew_before: timedelta | None = None
+    grace_period: timedelta = DEFAULT_GRACE_PERIOD
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any], *, object_name: str) -> Desired:
@@ -45,6 +61,9 @@ class Desired:
         if not isinstance(name, str) or not name.strip():
             raise SpecError("spec.name must be a non-empty string")
         secret = spec.get("secret") or {}
+        rotation = spec.get("rotation") or {}
+        renew_before = rotation.get("renewBefore")
+        grace = rotation.get("gracePeriod")
         connection = spec.get("connectionSecretRef") or {}
         policy = spec.get("deletionPolicy") or "Delete"
         if policy not in ("Delete", "Orphan"):
@@ -61,6 +80,13 @@ class Desired:
             secret_labels=dict(secret.get("labels") or {}),
             secret_annotations=dict(secret.get("annotations") or {}),
             connection_secret=connection.get("name") or None,
+            adopt_token_id=spec.get("adoptTokenId") or None,
+            renew_before=parse_duration(renew_before, field="spec.rotation.renewBefore")
+            if renew_before
+            else None,
+            grace_period=parse_duration(grace, field="spec.rotation.gracePeriod")
+            if grace
+            else DEFAULT_GRACE_PERIOD,
         )
 
 
@@ -73,6 +99,8 @@ class PendingCreate:
     started_at: datetime
     owner: str | None = None
     replaces: str | None = None
+    #: seconds the replaced token keeps working (a rotation's grace period); 0 deletes it at once
+    grace_seconds: int = 0
 
 
 @dataclass(frozen=True)
@@ -83,6 +111,11 @@ class Recorded:
     secret_name: str | None = None
     pending: PendingCreate | None = None
     expiration_requested: str | None = None
+    #: False for an adopted token whose secret could not be read back
+    secret_available: bool = True
+    last_rotation_request: str | None = None
+    #: tokens replaced by a rotation: (id, delete after)
+    retiring: tuple[tuple[str, datetime], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -132,3 +165,5 @@ class Input:
     reference: str = ""
     #: an administrator asked to let the object go without touching Dynatrace (the release annotation)
     release_requested: bool = False
+    #: the value of the rotate annotation; a value not yet acted on asks for a rotation
+    rotation_request: str | None = None

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
+from apitoken_operator.dynatrace.dates import DateFormatError, format_date, is_relative, parse_date
 from apitoken_operator.dynatrace.models import ApiTokenCreate, ApiTokenUpdate
 from apitoken_operator.reconcile import actions as a
 from apitoken_operator.reconcile.expiry import expiry_mismatch
@@ -57,7 +59,12 @@ def settle_pending_create(state: Input) -> a.Action | None:
         and state.secret.value_token_id == stored
     ):
         others = tuple(c for c in candidates if c != stored)
-        return a.CompletePendingCreate(token_id=stored, replaces=pending.replaces, extra_token_ids=others)
+        return a.CompletePendingCreate(
+            token_id=stored,
+            replaces=pending.replaces,
+            extra_token_ids=others,
+            grace_seconds=pending.grace_seconds,
+        )
     return a.AbandonPendingCreate(token_ids=candidates)
 
 
@@ -77,6 +84,15 @@ def secret_name_is_free(state: Input) -> a.Action | None:
 def token_is_known(state: Input) -> a.Action | None:
     if state.recorded.token_id is not None:
         return None
+    adopt = state.desired.adopt_token_id
+    if adopt is not None:
+        if state.token is None or state.token.id != adopt:
+            return a.Stall(
+                Reason.ADOPTED_TOKEN_NOT_FOUND,
+                f"spec.adoptTokenId {adopt} does not exist in Dynatrace (or the connection cannot see it); "
+                "fix the id, or remove spec.adoptTokenId to create a new token",
+            )
+        return a.AdoptToken(token_id=adopt)
     secret = state.secret
     if secret.owned and secret.annotated_token_id and secret.value_token_id == secret.annotated_token_id:
         return a.RecoverIdFromSecret(token_id=secret.annotated_token_id)
@@ -91,9 +107,43 @@ def token_exists(state: Input) -> a.Action | None:
     return None
 
 
+def rotation_requested(state: Input) -> a.Action | None:
+    request = state.rotation_request
+    if not request or request == state.recorded.last_rotation_request:
+        return None
+    return _create(
+        state,
+        Reason.ROTATED,
+        replaces=state.recorded.token_id,
+        grace=state.desired.grace_period,
+        rotation_request=request,
+        why=f"rotation requested ({request})",
+    )
+
+
+def token_not_expired(state: Input) -> a.Action | None:
+    token = state.token
+    assert token is not None
+    expires = _expiry(token.expiration_date, state)
+    if expires is None or expires > state.now:
+        return None
+    if state.desired.expiration_date and is_relative(state.desired.expiration_date):
+        return _create(
+            state,
+            Reason.ROTATED,
+            replaces=token.id,
+            why=f"the token expired at {token.expiration_date}; a new one gets a fresh window",
+        )
+    return a.Stall(
+        Reason.EXPIRED,
+        f"the token expired at {token.expiration_date}; set a later spec.expirationDate "
+        "(or a relative one such as now+90d) to get a new token",
+    )
+
+
 def secret_holds_the_token(state: Input) -> a.Action | None:
     token_id = state.recorded.token_id
-    if _holds(state.secret, token_id):
+    if _holds(state.secret, token_id) or not state.recorded.secret_available:
         return None
     for candidate in (state.secret, state.previous_secret):
         if candidate is None or not candidate.exists or not candidate.owned:
@@ -137,8 +187,23 @@ def immutable_fields_match(state: Input) -> a.Action | None:
     return None
 
 
+def renewal_due(state: Input) -> a.Action | None:
+    renew_at = next_renewal(state)
+    if renew_at is None or renew_at > state.now:
+        return None
+    return _create(
+        state,
+        Reason.ROTATED,
+        replaces=state.recorded.token_id,
+        grace=state.desired.grace_period,
+        why=f"renewal due {format_date(renew_at)} (spec.rotation.renewBefore before expiry)",
+    )
+
+
 def secret_metadata_matches(state: Input) -> a.Action | None:
     secret, desired = state.secret, state.desired
+    if not secret.exists and not state.recorded.secret_available:
+        return None  # an adopted token without a secret has no Secret to keep in shape
     token_id = state.recorded.token_id or ""
     labels = secret_labels(desired)
     annotations = secret_annotations(desired, token_id=token_id, owner=state.reference)
@@ -153,6 +218,13 @@ def previous_secret_is_gone(state: Input) -> a.Action | None:
     previous = state.previous_secret
     if previous is not None and previous.exists and previous.owned:
         return a.DeleteSecret(name=previous.name)
+    return None
+
+
+def retired_tokens_deleted(state: Input) -> a.Action | None:
+    for token_id, delete_after in state.recorded.retiring:
+        if delete_after <= state.now:
+            return a.DeleteRetiredToken(token_id=token_id)
     return None
 
 
@@ -181,10 +253,14 @@ CHECKS: tuple[Check, ...] = (
     secret_name_is_free,
     token_is_known,
     token_exists,
+    rotation_requested,
+    token_not_expired,
     secret_holds_the_token,
     immutable_fields_match,
+    renewal_due,
     secret_metadata_matches,
     previous_secret_is_gone,
+    retired_tokens_deleted,
     token_matches,
     in_sync,
 )
@@ -217,7 +293,20 @@ def token_deleted(state: Input) -> a.Action:
     return a.ReleaseFinalizer(Reason.DELETED, f"token {state.recorded.token_id or '(none)'} is deleted")
 
 
-DELETION_CHECKS: tuple[Check, ...] = (release_requested, settle_pending_create, orphan_policy, token_deleted)
+def retired_tokens_go_too(state: Input) -> a.Action | None:
+    """Rotated-out tokens are deleted with the object, whatever the policy: they were on their way out."""
+    for token_id, _ in state.recorded.retiring:
+        return a.DeleteRetiredToken(token_id=token_id)
+    return None
+
+
+DELETION_CHECKS: tuple[Check, ...] = (
+    release_requested,
+    settle_pending_create,
+    retired_tokens_go_too,
+    orphan_policy,
+    token_deleted,
+)
 
 
 # --- helpers --------------------------------------------------------------------------------------------
@@ -227,7 +316,35 @@ def _holds(secret: SecretFacts, token_id: str | None) -> bool:
     return secret.exists and token_id is not None and secret.value_token_id == token_id
 
 
-def _create(state: Input, reason: Reason, *, why: str, replaces: str | None = None) -> a.CreateToken:
+def next_renewal(state: Input) -> datetime | None:
+    """Expiry minus renewBefore, for a relative expirationDate (an absolute one renews into the same date)."""
+    desired, token = state.desired, state.token
+    if desired.renew_before is None or token is None or not desired.expiration_date:
+        return None
+    if not is_relative(desired.expiration_date):
+        return None
+    expires = _expiry(token.expiration_date, state)
+    return None if expires is None else expires - desired.renew_before
+
+
+def _expiry(text: str | None, state: Input) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return parse_date(text, now=state.now)
+    except DateFormatError:
+        return None
+
+
+def _create(
+    state: Input,
+    reason: Reason,
+    *,
+    why: str,
+    replaces: str | None = None,
+    grace: timedelta | None = None,
+    rotation_request: str | None = None,
+) -> a.CreateToken:
     desired = state.desired
     request = ApiTokenCreate(
         name=desired.name,
@@ -235,4 +352,11 @@ def _create(state: Input, reason: Reason, *, why: str, replaces: str | None = No
         expiration_date=desired.expiration_date,
         personal_access_token=desired.personal_access_token or None,
     )
-    return a.CreateToken(request=request, reason=reason, replaces=replaces, why=why)
+    return a.CreateToken(
+        request=request,
+        reason=reason,
+        grace=grace,
+        rotation_request=rotation_request,
+        replaces=replaces,
+        why=why,
+    )

@@ -9,6 +9,9 @@ class Reason(StrEnum):
     UPDATED = "Updated"
     REPLACED = "Replaced"
     RECREATED = "Recreated"
+    ROTATED = "Rotated"
+    ADOPTED = "Adopted"
+    RETIRED = "Retired"
     DELETED = "Deleted"
     ORPHANED = "Orphaned"
     SECRET_WRITTEN = "SecretWritten"
@@ -28,6 +31,8 @@ class Reason(StrEnum):
     UNAUTHORIZED = "Unauthorized"
     FORBIDDEN = "Forbidden"
     SECRET_NAME_TAKEN = "SecretNameTaken"
+    ADOPTED_TOKEN_NOT_FOUND = "AdoptedTokenNotFound"
+    EXPIRED = "Expired"
     # problems that may pass by themselves (Reconciling, retried)
     THROTTLED = "Throttled"
     UNAVAILABLE = "DynatraceUnavailable"
