@@ -1,7 +1,9 @@
-"""kopf registrations only: turn kopf's calls into `Reconciler.reconcile` and its results into kopf's retries.
+"""kopf registrations only: turn kopf's calls into `Reconciler.reconcile` and its results into retries.
 
 Handlers return nothing (a return value would be stored in the status, and must never carry a
-secret); the reconciler writes the status itself.
+secret); the reconciler writes the status itself. What kopf's change handlers do not cover — a
+managed Secret edited, drift found by a listing, a renewal or a grace period coming due — goes
+through one `Scheduler` as out-of-band reconciles of the same, per-object-locked `Reconciler`.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Hashable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -18,6 +20,7 @@ import kopf
 from apitoken_operator.controller.connections import Connections
 from apitoken_operator.controller.gather import RELEASE_ANNOTATION
 from apitoken_operator.controller.reconciler import Reconciler, Result
+from apitoken_operator.controller.scheduler import Scheduler
 from apitoken_operator.dynatrace.secrets import install_log_masking
 from apitoken_operator.kube import api
 from apitoken_operator.reconcile.reasons import Reason
@@ -25,9 +28,15 @@ from apitoken_operator.reconcile.secret_layout import MANAGED_BY_LABEL, MANAGED_
 from apitoken_operator.settings import OperatorSettings
 
 FINALIZER = "dynatrace.apitokens.io/finalizer"
-ANNOTATION_PREFIX = "dynatrace.apitokens.io"
+#: kopf marks its storage prefix and ignores every annotation under it, so it must not be the prefix of
+#: the annotations users set (rotate, check, release).
+ANNOTATION_PREFIX = "kopf.dynatrace.apitokens.io"
+CHECK_ANNOTATION = "dynatrace.apitokens.io/check"
 RESOURCE = (api.GROUP, api.VERSION, api.PLURAL)
 logger = logging.getLogger(__name__)
+
+#: token id -> (uid, namespace, name) of the ApiTokens recording it
+TokenIndex = kopf.Index[str, tuple[str, str, str]]
 
 
 @dataclass
@@ -38,11 +47,19 @@ class Runtime:
     kubeconfig: str | None = None
     reconciler: Reconciler | None = None
     connections: Connections | None = None
+    scheduler: Scheduler | None = None
     api_client: Any = None
+    #: kopf's live index of recorded token ids, captured from the first handler call
+    token_index: TokenIndex | None = None
     background: set[asyncio.Task[None]] = field(default_factory=set)
 
+    def spawn(self, coroutine: Any) -> None:
+        task = asyncio.create_task(coroutine)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
 
-def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
+
+def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:  # noqa: PLR0915 - registrations only
     registry = kopf.OperatorRegistry()
 
     @kopf.on.startup(registry=registry)
@@ -61,9 +78,11 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
         runtime.api_client = await api.connect(runtime.kubeconfig)
         kube = api.Kube(runtime.api_client)
         runtime.connections = Connections(kube, runtime.settings)
+        runtime.connections.on_change = lambda ids: _drifted(runtime, ids)
         runtime.reconciler = Reconciler(
             kube=kube, connections=runtime.connections, settings=runtime.settings, events=_post_event
         )
+        runtime.scheduler = Scheduler(lambda key: _reconcile_out_of_band(runtime, key))
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -79,20 +98,28 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
             await runtime.api_client.close()
 
     @kopf.index(*RESOURCE, id="token_ids", registry=registry)
-    def token_ids(status: kopf.Status, uid: str | None, **_: Any) -> dict[str, str] | None:
+    def token_ids(
+        status: kopf.Status, uid: str | None, namespace: str | None, name: str | None, **_: Any
+    ) -> dict[str, tuple[str, str, str]] | None:
         token_id = status.get("id")
-        return {token_id: uid or ""} if token_id else None
+        if not token_id:
+            return None
+        return {token_id: (uid or "", namespace or "", name or "")}
 
     @kopf.on.resume(*RESOURCE, id="reconcile", registry=registry)
     @kopf.on.create(*RESOURCE, id="reconcile", registry=registry)
     @kopf.on.update(*RESOURCE, id="reconcile", registry=registry)
-    async def reconcile(body: kopf.Body, **kwargs: Any) -> None:
-        result = await _reconciler(runtime).reconcile(_copy(body), ids_of_others=_others(kwargs["token_ids"]))
-        _raise_for_retry(result)
+    async def reconcile(body: kopf.Body, old: Any, new: Any, **kwargs: Any) -> None:
+        index = _capture_index(runtime, kwargs)
+        fresh = _annotation(old, CHECK_ANNOTATION) != _annotation(new, CHECK_ANNOTATION)
+        result = await _reconciler(runtime).reconcile(_copy(body), ids_of_others=_others(index), fresh=fresh)
+        _follow_up(runtime, body, result)
+        if result.retry_after is not None:
+            raise kopf.TemporaryError(result.outcome.message, delay=result.retry_after)
 
     @kopf.on.delete(*RESOURCE, id="delete", registry=registry)
     async def delete(body: kopf.Body, **kwargs: Any) -> None:
-        others = _others(kwargs["token_ids"])
+        others = _others(_capture_index(runtime, kwargs))
         result = await _reconciler(runtime).reconcile(_copy(body), deleting=True, ids_of_others=others)
         if not result.released:
             raise kopf.TemporaryError(result.outcome.message, delay=result.retry_after or 10)
@@ -134,44 +161,83 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
     )
     async def secret_changed(event: kopf.RawEvent, body: kopf.Body, **kwargs: Any) -> None:
         """A Secret the operator wrote was edited or deleted: reconcile its ApiToken (out of band)."""
-        if event.get("type") not in ("MODIFIED", "DELETED"):
+        _capture_index(runtime, kwargs)
+        if event.get("type") not in ("MODIFIED", "DELETED") or runtime.scheduler is None:
             return
+        metadata = body.get("metadata", {})
         owner = next(
             (
                 ref
-                for ref in body.get("metadata", {}).get("ownerReferences") or ()
+                for ref in metadata.get("ownerReferences") or ()
                 if ref.get("kind") == "ApiToken" and ref.get("controller")
             ),
             None,
         )
-        namespace = body.get("metadata", {}).get("namespace")
-        if owner is None or not namespace:
-            return
-        await _reconcile_out_of_band(runtime, namespace, owner["name"], kwargs["token_ids"])
+        if owner is not None and metadata.get("namespace"):
+            runtime.scheduler.schedule((metadata["namespace"], owner["name"]))
 
     return registry
 
 
-async def _reconcile_out_of_band(
-    runtime: Runtime, namespace: str, name: str, token_ids: kopf.Index[str, str]
-) -> None:
-    reconciler = _reconciler(runtime)
+async def _reconcile_out_of_band(runtime: Runtime, key: Hashable) -> None:
+    namespace, name = cast(tuple[str, str], key)
     assert runtime.api_client is not None
     body = await api.Kube(runtime.api_client).get_apitoken(namespace, name)
     if body is None or body.get("metadata", {}).get("deletionTimestamp"):
         return
-    result = await reconciler.reconcile(body, ids_of_others=_others(token_ids))
-    if result.retry_after is not None:
-        task = asyncio.create_task(_retry_later(runtime, namespace, name, token_ids, result.retry_after))
-        runtime.background.add(task)
-        task.add_done_callback(runtime.background.discard)
+    others = _others(runtime.token_index) if runtime.token_index is not None else (lambda uid: ())
+    result = await _reconciler(runtime).reconcile(body, ids_of_others=others)
+    _follow_up(runtime, body, result)
+    if result.retry_after is not None and runtime.scheduler is not None:
+        runtime.scheduler.schedule(key, result.retry_after)
 
 
-async def _retry_later(
-    runtime: Runtime, namespace: str, name: str, token_ids: kopf.Index[str, str], delay: float
-) -> None:
-    await asyncio.sleep(delay)
-    await _reconcile_out_of_band(runtime, namespace, name, token_ids)
+def _follow_up(runtime: Runtime, body: Any, result: Result) -> None:
+    """Something due later (renewal, end of a grace period): wake the object then."""
+    if result.requeue_after is not None and runtime.scheduler is not None:
+        metadata = body.get("metadata", {})
+        runtime.scheduler.schedule((metadata.get("namespace"), metadata.get("name")), result.requeue_after)
+
+
+def _drifted(runtime: Runtime, token_ids: set[str]) -> None:
+    """A listing found these tokens changed or gone: reconcile the objects that record them."""
+    if runtime.token_index is None or runtime.scheduler is None:
+        return
+    for token_id in token_ids:
+        for _, namespace, name in runtime.token_index.get(token_id, ()):
+            runtime.scheduler.schedule((namespace, name))
+
+
+async def _check_for_drift(runtime: Runtime) -> None:
+    """Every drift interval, one listing per connection; `_drifted` hears about what changed."""
+    while True:
+        await asyncio.sleep(runtime.settings.drift_interval)
+        for connection in runtime.connections.all() if runtime.connections else ():
+            try:
+                await connection.observer.refresh()
+            except Exception as error:  # the next interval tries again; objects show their own errors
+                logger.warning("drift check of connection %s failed: %s", connection.name, error)
+
+
+def _capture_index(runtime: Runtime, kwargs: dict[str, Any]) -> TokenIndex:
+    """Keep kopf's live index, and start the background work from inside a handler's context.
+
+    kopf's Event posting lives in context variables set for handlers but not for start-up
+    activities; tasks started here inherit them, so out-of-band reconciles can post Events.
+    """
+    index = cast(TokenIndex, kwargs["token_ids"])
+    if runtime.token_index is None and runtime.scheduler is not None:
+        runtime.spawn(runtime.scheduler.run())
+        runtime.spawn(_check_for_drift(runtime))
+    runtime.token_index = index
+    return index
+
+
+def _annotation(essence: Any, key: str) -> str | None:
+    """An annotation of kopf's old/new essence (None on create and resume)."""
+    if not isinstance(essence, dict):
+        return None
+    return (essence.get("metadata", {}).get("annotations") or {}).get(key)
 
 
 def _reconciler(runtime: Runtime) -> Reconciler:
@@ -184,16 +250,11 @@ def _copy(body: kopf.Body) -> dict[str, Any]:
     return copy.deepcopy(dict(body))
 
 
-def _others(index: kopf.Index[str, str]) -> Any:
+def _others(index: TokenIndex) -> Any:
     def ids_of_others(uid: str) -> Collection[str]:
-        return {token_id for token_id, owners in index.items() if any(owner != uid for owner in owners)}
+        return {token_id for token_id, owners in index.items() if any(owner[0] != uid for owner in owners)}
 
     return ids_of_others
-
-
-def _raise_for_retry(result: Result) -> None:
-    if result.retry_after is not None:
-        raise kopf.TemporaryError(result.outcome.message, delay=result.retry_after)
 
 
 def _post_event(body: dict[str, Any], *, type: str, reason: str, message: str) -> None:

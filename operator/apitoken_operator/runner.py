@@ -69,6 +69,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="let the default connection create personal access tokens",
     )
+    parser.add_argument(
+        "--drift-interval",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="how often each connection's tokens are listed to find changes made outside (default 300)",
+    )
+    parser.add_argument(
+        "--observation-max-age",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long a listing is trusted before a reconcile lists again (default 60)",
+    )
     parser.add_argument("--log-format", choices=["text", "json"], default="text")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
@@ -83,7 +97,12 @@ def settings_from(args: argparse.Namespace) -> OperatorSettings:
         denied_scopes=ADMIN_SCOPES if args.policy_denied_scope is None else tuple(args.policy_denied_scope),
         allow_personal_access_tokens=args.policy_allow_personal_access_tokens,
     )
-    return OperatorSettings(default_connection=default, policy=policy)
+    return OperatorSettings(
+        default_connection=default,
+        policy=policy,
+        drift_interval=args.drift_interval,
+        observation_max_age=args.observation_max_age,
+    )
 
 
 class JsonFormatter(logging.Formatter):

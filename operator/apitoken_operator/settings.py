@@ -65,6 +65,8 @@ class OperatorSettings:
     default_connection: str | None = None
     #: Seconds a listing of a connection's tokens is trusted before a reconcile lists again.
     observation_max_age: float = 60.0
+    #: Seconds between drift checks: one list call per connection finds tokens changed or deleted outside.
+    drift_interval: float = 300.0
     #: Seconds before a Stalled object that depends on something outside it (a connection Secret) retries.
     stalled_retry_delay: float = 60.0
     dynatrace: DynatraceSettings = field(default_factory=DynatraceSettings)

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import binascii
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from apitoken_operator.controller.observer import Observer
@@ -59,6 +60,8 @@ class Connections:
         self._kube = kube
         self._settings = settings
         self._by_credential: dict[str, Connection] = {}
+        #: given to every connection's observer: ids whose tokens changed between listings
+        self.on_change: Callable[[set[str]], None] | None = None
 
     async def resolve(self, *, namespace: str, secret_name: str | None) -> Connection:
         if secret_name is not None:
@@ -97,11 +100,15 @@ class Connections:
             except errors.ConfigurationError as error:
                 raise ConnectionProblem(Reason.CONNECTION_INVALID, f"{label}: {error}") from error
             observer = Observer(client, max_age=self._settings.observation_max_age)
+            observer.on_change = self.on_change
             connection = Connection(
                 name=f"{namespace}/{name}", client=client, observer=observer, is_default=is_default
             )
             self._by_credential[credential] = connection
         return connection
+
+    def all(self) -> list[Connection]:
+        return list(self._by_credential.values())
 
     async def close(self) -> None:
         for connection in self._by_credential.values():

@@ -38,6 +38,8 @@ class Observer:
         self._taken_at: float | None = None
         self._refreshing: asyncio.Task[None] | None = None
         self.list_calls = 0
+        #: told the ids whose observed state changed (or vanished) between two listings
+        self.on_change: Callable[[set[str]], None] | None = None
 
     def fresh(self, max_age: float | None = None) -> bool:
         age = self._max_age if max_age is None else max_age
@@ -66,8 +68,17 @@ class Observer:
             if token.id:
                 tokens[token.id] = token
         self.list_calls += 1
-        self._tokens = tokens
+        previous, self._tokens = self._tokens, tokens
+        first = self._taken_at is None
         self._taken_at = started
+        if not first and self.on_change is not None:
+            changed = {
+                i
+                for i in previous.keys() | tokens.keys()
+                if _fingerprint(previous.get(i)) != _fingerprint(tokens.get(i))
+            }
+            if changed:
+                self.on_change(changed)
 
     def remember(self, token: ApiToken) -> None:
         if token.id:
@@ -75,3 +86,21 @@ class Observer:
 
     def forget(self, token_id: str) -> None:
         self._tokens.pop(token_id, None)
+
+
+def _fingerprint(token: ApiToken | None) -> tuple[object, ...] | None:
+    """What a change of would matter to an ApiToken: what it compares, and what its status shows."""
+    if token is None:
+        return None
+    return (
+        token.name,
+        token.enabled,
+        tuple(sorted(token.scopes or ())),
+        token.personal_access_token,
+        token.expiration_date,
+        token.modified_date,
+        token.last_used_date,
+        token.last_used_ip_address,
+        token.owner,
+        token.creation_date,
+    )

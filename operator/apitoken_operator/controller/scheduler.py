@@ -1,0 +1,76 @@
+"""One timer for many objects: wake each key at its due time, the earliest request winning.
+
+Used for what kopf's handler retries do not cover: out-of-band reconciles (a Secret edited, drift
+found by a listing), renewals and the end of grace periods. One task and a heap, not a sleeping
+task per object, so 10,000 objects cost 10,000 heap entries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+import time
+from collections.abc import Awaitable, Callable, Hashable
+
+logger = logging.getLogger(__name__)
+
+
+class Scheduler:
+    def __init__(
+        self,
+        callback: Callable[[Hashable], Awaitable[None]],
+        *,
+        concurrency: int = 32,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._callback = callback
+        self._monotonic = monotonic
+        self._heap: list[tuple[float, int, Hashable]] = []
+        self._due: dict[Hashable, float] = {}
+        self._counter = 0
+        self._wakeup = asyncio.Event()
+        self._slots = asyncio.Semaphore(concurrency)
+        self._running: set[asyncio.Task[None]] = set()
+
+    def schedule(self, key: Hashable, delay: float = 0.0) -> None:
+        when = self._monotonic() + max(0.0, delay)
+        current = self._due.get(key)
+        if current is not None and current <= when:
+            return
+        self._due[key] = when
+        self._counter += 1
+        heapq.heappush(self._heap, (when, self._counter, key))
+        self._wakeup.set()
+
+    def pending(self) -> int:
+        return len(self._due)
+
+    async def run(self) -> None:
+        while True:
+            self._wakeup.clear()
+            now = self._monotonic()
+            while self._heap and self._heap[0][0] <= now:
+                when, _, key = heapq.heappop(self._heap)
+                if self._due.get(key) != when:
+                    continue  # superseded by an earlier request
+                del self._due[key]
+                await self._slots.acquire()
+                task = asyncio.create_task(self._fire(key))
+                self._running.add(task)
+                task.add_done_callback(self._running.discard)
+            timeout = self._heap[0][0] - now if self._heap else None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout)
+
+    async def _fire(self, key: Hashable) -> None:
+        try:
+            await self._callback(key)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("scheduled reconcile of %s failed; retrying in 10 s", key)
+            self.schedule(key, 10.0)
+        finally:
+            self._slots.release()
