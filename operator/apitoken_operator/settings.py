@@ -32,6 +32,10 @@ class DynatraceSettings:
     read_timeout: float = 30.0
     #: Connections kept open per environment.
     max_connections: int = 20
+    #: Requests in flight at once per connection (waits between retries do not hold a slot). Dynatrace
+    #: queues an environment's requests and answers 429 when the queue is full; this keeps the operator
+    #: from filling it on its own.
+    max_concurrent_calls: int = 16
     #: Page size for list calls (the API allows 100..10000).
     list_page_size: int = 1000
     retry: RetrySettings = field(default_factory=RetrySettings)

@@ -11,7 +11,7 @@ CRD = pathlib.Path(__file__).resolve().parents[2] / "crds" / "apitokens.dynatrac
 
 
 def _walk(schema: dict[str, Any], path: str) -> list[str]:
-    # metadata may carry no description (the API server refuses it); the labels/annotations maps' values neither
+    # metadata may carry no description (the API server refuses it); map values need none
     exempt = path == ".metadata" or path.endswith(("spec.secret.labels", ".annotations"))
     missing = [] if schema.get("description") or exempt else [path]
     for name, child in (schema.get("properties") or {}).items():

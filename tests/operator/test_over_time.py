@@ -32,7 +32,7 @@ def test_each_drift_kind_is_put_back_with_one_put_and_an_event(operator_env: Ope
         puts = operator_env.calls("update")
         record = emulator.record_of(token_id)
         operator_env.emulator.call(store.update, record, now=emulator.clock(), **change)
-        wait_until(lambda: operator_env.calls("update") > puts, what=f"a PUT putting back {change}")
+        wait_until(lambda puts=puts: operator_env.calls("update") > puts, what=f"a PUT putting back {change}")
         settle(1.5)
         assert operator_env.calls("update") - puts == 1, change
         record = emulator.record_of(token_id)

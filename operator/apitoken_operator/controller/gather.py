@@ -119,7 +119,8 @@ async def gather(
     token: ApiToken | None = None
     candidates: tuple[ApiToken, ...] = ()
     if connection is not None:
-        wanted = recorded.token_id or (desired.adopt_token_id if recorded.pending is None else None)
+        held = secret.value_token_id if secret.owned else None
+        wanted = recorded.token_id or ((held or desired.adopt_token_id) if recorded.pending is None else None)
         if wanted:
             token = await connection.observer.token(wanted, max_age=0 if fresh else None)
         if recorded.pending:

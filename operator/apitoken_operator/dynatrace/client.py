@@ -135,6 +135,7 @@ class DynatraceClient:
         self._monotonic = monotonic
         self._wall_clock = wall_clock
         self._on_retry = on_retry
+        self._in_flight = asyncio.Semaphore(self.settings.max_concurrent_calls)
         self._timeout = httpx.Timeout(
             connect=self.settings.connect_timeout,
             read=self.settings.read_timeout,
@@ -313,9 +314,10 @@ class DynatraceClient:
             hint: float | None = None
             error: DynatraceError
             try:
-                response = await self._http.request(
-                    method, path, json=body, params=params, timeout=self._attempt_timeout(remaining)
-                )
+                async with self._in_flight:  # the connection's share of the environment's request pool
+                    response = await self._http.request(
+                        method, path, json=body, params=params, timeout=self._attempt_timeout(remaining)
+                    )
             except httpx.RequestError as exc:
                 cause, error = exc, _transport_error(exc, operation=operation, scrub=scrub)
                 retryable = isinstance(exc, _TRANSIENT) and (repeatable or not error.request_sent)

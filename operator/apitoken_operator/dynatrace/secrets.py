@@ -16,10 +16,12 @@ from typing import Any
 from pydantic import GetCoreSchemaHandler
 from pydantic_core import core_schema
 
-#: A full token: prefix, 24-character public part, 64-character secret part.
-TOKEN_PATTERN = re.compile(r"\b(dt0[a-zA-Z][0-9]{2}\.[A-Z0-9]{24})\.[A-Z0-9]{64}\b")
-#: A token id: prefix and public part only.
-TOKEN_ID_PATTERN = re.compile(r"^dt0[a-zA-Z][0-9]{2}\.[A-Z0-9]{24}$")
+#: A full token: prefix, 24-character public part, 64-character secret part. No word boundaries: a
+#: token glued to other text ("Api-Token" + token, "token_" + token) must still be found and masked.
+TOKEN_PATTERN = re.compile(r"(dt0[a-zA-Z][0-9]{2}\.[A-Z0-9]{24})\.[A-Z0-9]{64}")
+#: A token id: prefix and public part only (use with fullmatch).
+TOKEN_ID_PATTERN = re.compile(r"dt0[a-zA-Z][0-9]{2}\.[A-Z0-9]{24}")
+_FULL_TOKEN = re.compile(r"(dt0[a-zA-Z][0-9]{2}\.[A-Z0-9]{24})\.[A-Z0-9]{64}")
 MASK = "***"
 
 
@@ -48,10 +50,8 @@ class TokenSecret:
     @property
     def token_id(self) -> str:
         """`prefix.PUBLIC`, or a fixed placeholder when the value is not in the documented format."""
-        parts = self._value.split(".")
-        if len(parts) == 3 and TOKEN_ID_PATTERN.match(f"{parts[0]}.{parts[1]}"):
-            return f"{parts[0]}.{parts[1]}"
-        return "<unrecognised token>"
+        match = _FULL_TOKEN.fullmatch(self._value)
+        return match.group(1) if match else "<unrecognised token>"
 
     def reveal(self) -> str:
         return self._value

@@ -98,9 +98,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--token-file",
+        metavar="FILE",
         help=f"file holding a token with {READ_SCOPE} ('-' reads stdin; default: ${TOKEN_ENV})",
     )
-    parser.add_argument("--namespace", type=_namespace, help="set metadata.namespace of every manifest")
+    parser.add_argument(
+        "--namespace", type=_namespace, metavar="NS", help="set metadata.namespace of every manifest"
+    )
     parser.add_argument(
         "--connection-secret",
         type=_secret_name,
@@ -133,19 +136,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--page-size",
         type=_page_size,
         default=1000,
+        metavar="N",
         help=f"tokens per list call, {MIN_PAGE_SIZE}..{MAX_PAGE_SIZE} (default: 1000)",
     )
     parser.add_argument(
         "--max-attempts",
         type=_positive,
         default=6,
+        metavar="N",
         help="attempts per list call when Dynatrace throttles or is unreachable (default: 6)",
     )
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress or summary on stderr")
     selection = parser.add_argument_group(
         "selection (criteria combine with AND; several --scope match any of them)"
     )
-    selection.add_argument("--owner", help="only tokens of this owner")
+    selection.add_argument("--owner", metavar="OWNER", help="only tokens of this owner")
     selection.add_argument(
         "--personal-access-token",
         type=_boolean,

@@ -14,6 +14,7 @@ import base64
 import hashlib
 import re
 import unicodedata
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -47,6 +48,8 @@ DELETION_POLICIES = ("Orphan", "Delete")
 NAME_MAX_LENGTH = 63
 #: Characters of the id's digest appended to every name (40 bits of base32).
 SUFFIX_LENGTH = 8
+#: Base32 characters in a SHA-256 digest (without padding): the longest suffix.
+_DIGEST_LENGTH = 52
 #: The annotation that asks the operator to rotate a token (see the CRD's spec.adoptTokenId).
 ROTATE_ANNOTATION = "dynatrace.apitokens.io/rotate"
 #: The slug when a token's name has no ASCII letter or digit at all (e.g. a name in Chinese).
@@ -93,7 +96,7 @@ def metadata_name(token_name: str, token_id: str, *, suffix_length: int = SUFFIX
 
 def check_token(token: ApiToken) -> None:
     """Raise `Unexportable` unless the token can be declared exactly as Dynatrace reports it."""
-    if token.id is None or not TOKEN_ID_PATTERN.match(token.id):
+    if token.id is None or not TOKEN_ID_PATTERN.fullmatch(token.id):
         raise Unexportable("its id is not in the documented format dt0c01.<24 characters>")
     name = token.name
     if name is None or not name:
@@ -144,11 +147,33 @@ class Manifest:
     header: str
 
     def render(self) -> str:
-        """The header comment followed by the document, as YAML."""
+        """The header comment followed by the document, as YAML that loads back to the same values.
+
+        Unicode is written as is, except in a document holding a character YAML reads as a line break
+        (NEL, LS, PS) or a byte order mark: PyYAML would write those raw and read them back as a space,
+        so such a document is written with escapes (`\\x85`) instead.
+        """
         body = yaml.safe_dump(
-            self.document, sort_keys=False, allow_unicode=True, default_flow_style=False, width=4096
+            self.document,
+            sort_keys=False,
+            allow_unicode=not _needs_escapes(self.document),
+            default_flow_style=False,
+            width=4096,
         )
         return self.header + body
+
+
+_YAML_BREAKS = re.compile("[\x85\u2028\u2029\ufeff]")
+
+
+def _needs_escapes(node: Any) -> bool:
+    if isinstance(node, str):
+        return _YAML_BREAKS.search(node) is not None
+    if isinstance(node, dict):
+        return any(_needs_escapes(key) or _needs_escapes(value) for key, value in node.items())
+    if isinstance(node, list):
+        return any(_needs_escapes(item) for item in node)
+    return False
 
 
 def build_document(
@@ -226,19 +251,17 @@ def build_manifests(
             for token_id in undecided
         }
         taken = set(names.values())
-        counts: dict[str, int] = {}
-        for value in proposed.values():
-            counts[value] = counts.get(value, 0) + 1
+        counts = Counter(proposed.values())
         retry = []
         for token_id, value in proposed.items():
             if counts[value] == 1 and value not in taken:
                 names[token_id] = value
             else:
                 retry.append(token_id)
-        if len(retry) == len(undecided) and length >= 52:
+        if retry and length == _DIGEST_LENGTH:
             raise AssertionError("two token ids have the same SHA-256 digest")  # pragma: no cover
         undecided = retry
-        length = min(length * 2, 52)
+        length = min(length * 2, _DIGEST_LENGTH)
     manifests = [
         Manifest(
             name=names[token_id],

@@ -9,9 +9,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from apitoken_operator.dynatrace.dates import DateFormatError, parse_date
 from apitoken_operator.dynatrace.models import ApiToken
 
 
@@ -68,6 +69,15 @@ class Desired:
         policy = spec.get("deletionPolicy") or "Delete"
         if policy not in ("Delete", "Orphan"):
             raise SpecError(f"spec.deletionPolicy must be Delete or Orphan, not {policy!r}")
+        expiration = spec.get("expirationDate") or None
+        renew = parse_duration(renew_before, field="spec.rotation.renewBefore") if renew_before else None
+        if renew is not None and expiration and expiration.strip().startswith("now"):
+            lifetime = _relative_lifetime(expiration)
+            if lifetime is not None and renew >= lifetime:
+                raise SpecError(
+                    f"spec.rotation.renewBefore ({renew_before}) must be shorter than the token's lifetime "
+                    f"({expiration}), or every new token would be due for renewal at once"
+                )
         return cls(
             name=name,
             scopes=frozenset(scopes),
@@ -81,13 +91,20 @@ class Desired:
             secret_annotations=dict(secret.get("annotations") or {}),
             connection_secret=connection.get("name") or None,
             adopt_token_id=spec.get("adoptTokenId") or None,
-            renew_before=parse_duration(renew_before, field="spec.rotation.renewBefore")
-            if renew_before
-            else None,
+            renew_before=renew,
             grace_period=parse_duration(grace, field="spec.rotation.gracePeriod")
             if grace
             else DEFAULT_GRACE_PERIOD,
         )
+
+
+def _relative_lifetime(expiration: str) -> timedelta | None:
+    """How long a token made now with a relative expirationDate lives (months and years taken short)."""
+    reference = datetime(2001, 2, 1, tzinfo=UTC)  # a short month first: the shortest reading
+    try:
+        return parse_date(expiration, now=reference) - reference
+    except DateFormatError:
+        return None
 
 
 @dataclass(frozen=True)

@@ -84,6 +84,9 @@ def secret_name_is_free(state: Input) -> a.Action | None:
 def token_is_known(state: Input) -> a.Action | None:
     if state.recorded.token_id is not None:
         return None
+    held = _held_token_id(state.secret)
+    if held is not None:  # the status lost the id; the Secret (ours) still holds the token
+        return a.RecoverIdFromSecret(token_id=held)
     adopt = state.desired.adopt_token_id
     if adopt is not None:
         if state.token is None or state.token.id != adopt:
@@ -93,9 +96,6 @@ def token_is_known(state: Input) -> a.Action | None:
                 "fix the id, or remove spec.adoptTokenId to create a new token",
             )
         return a.AdoptToken(token_id=adopt)
-    secret = state.secret
-    if secret.owned and secret.annotated_token_id and secret.value_token_id == secret.annotated_token_id:
-        return a.RecoverIdFromSecret(token_id=secret.annotated_token_id)
     return _create(state, Reason.CREATED, why="no token exists for this ApiToken yet")
 
 
@@ -127,6 +127,14 @@ def token_not_expired(state: Input) -> a.Action | None:
     expires = _expiry(token.expiration_date, state)
     if expires is None or expires > state.now:
         return None
+    mismatch = expiry_mismatch(
+        desired=state.desired.expiration_date,
+        requested=state.recorded.expiration_requested,
+        observed=token.expiration_date,
+        now=state.now,
+    )
+    if mismatch:
+        return None  # the spec already asks for another expiry: immutable_fields_match replaces the token
     if state.desired.expiration_date and is_relative(state.desired.expiration_date):
         return _create(
             state,
@@ -188,6 +196,15 @@ def immutable_fields_match(state: Input) -> a.Action | None:
 
 
 def renewal_due(state: Input) -> a.Action | None:
+    desired = state.desired
+    if desired.renew_before is not None and desired.expiration_date and is_relative(desired.expiration_date):
+        lifetime = _expiry(desired.expiration_date, state)
+        if lifetime is not None and desired.renew_before >= lifetime - state.now:
+            return a.Stall(
+                Reason.INVALID_SPEC,
+                "spec.rotation.renewBefore must be shorter than the token's "
+                f"lifetime ({desired.expiration_date}), or every new token would be due at once",
+            )
     renew_at = next_renewal(state)
     if renew_at is None or renew_at > state.now:
         return None
@@ -288,8 +305,9 @@ def orphan_policy(state: Input) -> a.Action | None:
 
 
 def token_deleted(state: Input) -> a.Action:
-    if state.recorded.token_id is not None and state.token is not None:
-        return a.DeleteToken(token_id=state.recorded.token_id, reason=Reason.DELETED)
+    token_id = state.token.id if state.token is not None else None
+    if token_id is not None and token_id in (state.recorded.token_id, _held_token_id(state.secret)):
+        return a.DeleteToken(token_id=token_id, reason=Reason.DELETED)
     return a.ReleaseFinalizer(Reason.DELETED, f"token {state.recorded.token_id or '(none)'} is deleted")
 
 
@@ -312,6 +330,11 @@ DELETION_CHECKS: tuple[Check, ...] = (
 # --- helpers --------------------------------------------------------------------------------------------
 
 
+def _held_token_id(secret: SecretFacts) -> str | None:
+    """The id of the token in a Secret this ApiToken owns (its annotation need not be intact)."""
+    return secret.value_token_id if secret.exists and secret.owned else None
+
+
 def _holds(secret: SecretFacts, token_id: str | None) -> bool:
     return secret.exists and token_id is not None and secret.value_token_id == token_id
 
@@ -324,7 +347,10 @@ def next_renewal(state: Input) -> datetime | None:
     if not is_relative(desired.expiration_date):
         return None
     expires = _expiry(token.expiration_date, state)
-    return None if expires is None else expires - desired.renew_before
+    try:
+        return None if expires is None else expires - desired.renew_before
+    except OverflowError:
+        return None
 
 
 def _expiry(text: str | None, state: Input) -> datetime | None:

@@ -1,0 +1,114 @@
+"""Pure helpers of the controller: which tokens a lost create may have made, and what a create left."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from apitoken_operator.controller.gather import CLOCK_SKEW, _may_be_lost_create
+from apitoken_operator.controller.reconciler import _as_observed
+from apitoken_operator.dynatrace.dates import format_date
+from apitoken_operator.dynatrace.models import ApiToken, ApiTokenCreate, ApiTokenCreated
+from apitoken_operator.dynatrace.secrets import TokenSecret
+from apitoken_operator.reconcile import actions as a
+from apitoken_operator.reconcile.model import PendingCreate
+from apitoken_operator.reconcile.reasons import Reason
+from tests.unit.builders import NOW, full_token, tid
+
+STARTED = NOW - timedelta(minutes=10)
+PENDING = PendingCreate(attempt="a1", name="web ingest", started_at=STARTED, owner="ci@example.com")
+MINE, OTHERS = tid(1), tid(2)
+
+
+def candidate(**changes: object) -> ApiToken:
+    fields: dict[str, object] = {
+        "id": tid(9),
+        "name": "web ingest",
+        "owner": "ci@example.com",
+        "creation_date": format_date(STARTED + timedelta(seconds=1)),
+    }
+    fields.update(changes)
+    return ApiToken.model_validate(fields)
+
+
+CASES: list[tuple[str, ApiToken, PendingCreate, bool]] = [
+    ("same name and owner, made after the attempt started", candidate(), PENDING, True),
+    ("no id", candidate(id=None), PENDING, False),
+    ("the token the object keeps", candidate(id=MINE), PENDING, False),
+    ("a token another ApiToken records", candidate(id=OTHERS), PENDING, False),
+    ("another name", candidate(name="web ingest 2"), PENDING, False),
+    ("another owner", candidate(owner="someone@example.com"), PENDING, False),
+    ("owner unknown on the token", candidate(owner=None), PENDING, False),
+    (
+        "owner not recorded: any owner",
+        candidate(owner="someone@example.com"),
+        PendingCreate("a", "web ingest", STARTED),
+        True,
+    ),
+    ("no creation date: cannot rule it out", candidate(creation_date=None), PENDING, True),
+    ("unreadable creation date: cannot rule it out", candidate(creation_date="yesterday"), PENDING, True),
+    (
+        "made within the clock skew before the attempt",
+        candidate(creation_date=format_date(STARTED - CLOCK_SKEW)),
+        PENDING,
+        True,
+    ),
+    (
+        "made before the attempt (beyond the clock skew)",
+        candidate(creation_date=format_date(STARTED - CLOCK_SKEW - timedelta(milliseconds=1))),
+        PENDING,
+        False,
+    ),
+    (
+        "creation date in another zone notation",
+        candidate(creation_date=(STARTED + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%S+02:00")),
+        PENDING,
+        True,
+    ),
+]
+
+
+@pytest.mark.parametrize(("token", "pending", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_may_be_lost_create(token: ApiToken, pending: PendingCreate, expected: bool) -> None:
+    assert _may_be_lost_create(token, pending, excluded={OTHERS}, keep=MINE, now=NOW) is expected
+
+
+def test_nothing_kept_and_nothing_excluded() -> None:
+    assert _may_be_lost_create(candidate(id=MINE), PENDING, excluded=(), keep=None, now=NOW)
+
+
+def create_action(*, pat: bool | None, expiry: str | None = "now+30d") -> a.CreateToken:
+    request = ApiTokenCreate(
+        name="web ingest",
+        scopes=["logs.ingest", "metrics.ingest"],
+        expiration_date=expiry,
+        personal_access_token=pat,
+    )
+    return a.CreateToken(request=request, reason=Reason.CREATED)
+
+
+@pytest.mark.parametrize("pat", [None, True])
+def test_as_observed_is_what_dynatrace_now_holds(pat: bool | None) -> None:
+    action = create_action(pat=pat)
+    created = ApiTokenCreated(
+        id=MINE, token=TokenSecret(full_token(MINE)), expiration_date="2030-07-01T12:00:00.000Z"
+    )
+    observed = _as_observed(created, action, owner="ci@example.com")
+    assert observed.id == MINE
+    assert observed.name == "web ingest"
+    assert observed.enabled is True  # a new token is always enabled
+    assert observed.personal_access_token is bool(pat)
+    assert observed.owner == "ci@example.com"
+    assert observed.expiration_date == "2030-07-01T12:00:00.000Z"  # resolved, not the relative request
+    assert observed.scopes == ["logs.ingest", "metrics.ingest"]
+    assert observed.scopes is not action.request.scopes
+    assert observed.creation_date is None  # fetched later, so the status shows it
+    assert "token" not in observed.model_dump()
+
+
+def test_as_observed_without_expiry() -> None:
+    created = ApiTokenCreated(id=MINE, token=TokenSecret(full_token(MINE)))
+    observed = _as_observed(created, create_action(pat=None, expiry=None), owner=None)
+    assert observed.expiration_date is None
+    assert observed.owner is None

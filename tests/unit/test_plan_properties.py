@@ -1,0 +1,264 @@
+"""Safety properties of `plan`, over generated inputs (hypothesis)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from typing import get_args
+
+from hypothesis import HealthCheck, assume, event, given, settings
+from hypothesis import strategies as st
+
+from apitoken_operator.controller.reconciler import _as_observed
+from apitoken_operator.dynatrace.dates import DateFormatError, parse_date
+from apitoken_operator.dynatrace.models import ApiToken, ApiTokenCreated, ApiTokenUpdate
+from apitoken_operator.dynatrace.secrets import TokenSecret
+from apitoken_operator.reconcile import actions as a
+from apitoken_operator.reconcile.model import Desired, Input, Recorded, SecretFacts
+from apitoken_operator.reconcile.plan import CHECKS, DELETION_CHECKS, Plan, plan
+from apitoken_operator.reconcile.reasons import Reason
+from tests.unit.builders import (
+    NOW,
+    REFERENCE,
+    converged,
+    desireds,
+    inputs,
+    owned_secret,
+    secret_parts,
+    token_ids,
+)
+
+PROPERTIES = settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+ACTION_TYPES = get_args(a.Action)
+
+
+def decide(state: Input) -> Plan:
+    result = plan(state)
+    assert isinstance(result.action, ACTION_TYPES)
+    return result
+
+
+def plan_is_one_action_from_a_known_check(state: Input, result: Plan) -> None:
+    checks = DELETION_CHECKS if state.deleting else CHECKS
+    assert result.check in {c.__name__ for c in checks}
+    assert plan(state) == result  # deterministic
+
+
+def pending_create_is_settled_before_anything_else(state: Input, result: Plan) -> None:
+    if state.recorded.pending is None:
+        return
+    if state.deleting and state.release_requested:
+        assert isinstance(result.action, a.ReleaseFinalizer)
+    else:
+        assert isinstance(result.action, a.CompletePendingCreate | a.AbandonPendingCreate)
+
+
+def no_create_while_the_secret_name_is_taken(state: Input, result: Plan) -> None:
+    taken = state.secret.exists and not state.secret.owned
+    if taken:
+        assert not isinstance(result.action, a.CreateToken)
+    if taken and not state.deleting and state.recorded.pending is None:
+        assert isinstance(result.action, a.Stall)
+        assert result.action.reason is Reason.SECRET_NAME_TAKEN
+
+
+def settling_never_touches_the_recorded_token(state: Input, result: Plan) -> None:
+    action = result.action
+    candidate_ids = {t.id for t in state.lost_create_candidates}
+    if isinstance(action, a.AbandonPendingCreate):
+        assert state.recorded.token_id not in action.token_ids
+        assert set(action.token_ids) <= candidate_ids
+        assert len(set(action.token_ids)) == len(action.token_ids)
+    if isinstance(action, a.CompletePendingCreate):
+        assert not state.deleting
+        assert action.token_id in candidate_ids
+        assert action.token_id != state.recorded.token_id
+        assert state.secret.exists and state.secret.owned
+        assert state.secret.value_token_id == action.token_id == state.secret.annotated_token_id
+        assert state.recorded.token_id not in action.extra_token_ids
+        assert action.token_id not in action.extra_token_ids
+        assert state.recorded.pending is not None
+        assert action.replaces == state.recorded.pending.replaces
+
+
+def deleting_never_creates_or_updates(state: Input, result: Plan) -> None:
+    action = result.action
+    if state.deleting:
+        assert isinstance(
+            action, a.ReleaseFinalizer | a.DeleteToken | a.DeleteRetiredToken | a.AbandonPendingCreate
+        )
+    else:  # live objects are never released
+        assert not isinstance(action, a.ReleaseFinalizer | a.DeleteToken)
+    if isinstance(action, a.DeleteToken):
+        assert state.desired.deletion_policy == "Delete"
+        assert action.token_id == state.recorded.token_id
+        assert state.token is not None
+
+
+def orphan_policy_never_deletes_the_recorded_token(state: Input, result: Plan) -> None:
+    if state.desired.deletion_policy != "Orphan":
+        return
+    assert not isinstance(result.action, a.DeleteToken)
+    if isinstance(result.action, a.AbandonPendingCreate):
+        assert state.recorded.token_id not in result.action.token_ids
+    if isinstance(result.action, a.DeleteRetiredToken):
+        assert result.action.token_id != state.recorded.token_id
+
+
+def only_retired_tokens_are_retired(state: Input, result: Plan) -> None:
+    action = result.action
+    if isinstance(action, a.DeleteRetiredToken):
+        due = {i for i, when in state.recorded.retiring if state.deleting or when <= state.now}
+        assert action.token_id in due
+        assert action.token_id != state.recorded.token_id
+
+
+def adoption_takes_only_the_named_token(state: Input, result: Plan) -> None:
+    action = result.action
+    if isinstance(action, a.AdoptToken):
+        assert not state.deleting and state.recorded.token_id is None and state.recorded.pending is None
+        assert action.token_id == state.desired.adopt_token_id
+        assert state.token is not None and state.token.id == action.token_id
+    if state.desired.adopt_token_id and state.recorded.token_id is None:
+        assert not isinstance(action, a.CreateToken)
+    if isinstance(action, a.RecoverIdFromSecret):  # only the token the owned Secret really holds
+        assert state.secret.owned and action.token_id == state.secret.value_token_id
+
+
+def stalls_have_a_user_facing_reason(state: Input, result: Plan) -> None:
+    if isinstance(result.action, a.Stall):
+        assert not state.deleting
+        assert result.action.reason in {
+            Reason.SECRET_NAME_TAKEN,
+            Reason.ADOPTED_TOKEN_NOT_FOUND,
+            Reason.EXPIRED,
+        }
+        assert result.action.message
+
+
+def only_the_recorded_token_is_ever_replaced(state: Input, result: Plan) -> None:
+    action = result.action
+    if isinstance(action, a.CreateToken):
+        assert not state.deleting
+        assert action.replaces is None or action.replaces == state.recorded.token_id
+        if action.rotation_request is not None:  # a rotation asked by annotation, answered once
+            assert action.rotation_request == state.rotation_request != state.recorded.last_rotation_request
+            assert action.reason is Reason.ROTATED
+        if action.grace is not None:  # only a rotation keeps the old token for a while
+            assert action.reason is Reason.ROTATED and action.grace == state.desired.grace_period
+        assert action.request.name == state.desired.name
+        assert action.request.scopes == sorted(state.desired.scopes)
+        assert action.request.expiration_date == state.desired.expiration_date
+        assert action.request.personal_access_token is (True if state.desired.personal_access_token else None)
+
+
+def secrets_are_moved_and_deleted_only_when_owned(state: Input, result: Plan) -> None:
+    action = result.action
+    if isinstance(action, a.MoveSecret):
+        source = state.secret if action.source == state.secret.name else state.previous_secret
+        assert source is not None and source.exists and source.owned
+        assert source.token_ids.get(action.source_key) == state.recorded.token_id
+        assert action.target == state.desired.secret_name
+    if isinstance(action, a.DeleteSecret):
+        assert state.previous_secret is not None
+        assert action.name == state.previous_secret.name != state.desired.secret_name
+        assert state.previous_secret.owned
+
+
+def an_update_carries_the_full_declaration(state: Input, result: Plan) -> None:
+    action = result.action
+    if isinstance(action, a.UpdateToken):
+        want = state.desired
+        assert action.token_id == state.recorded.token_id
+        assert action.update == ApiTokenUpdate(
+            name=want.name, enabled=want.enabled, scopes=sorted(want.scopes)
+        )
+        assert action.update.wire() == {
+            "name": want.name,
+            "enabled": want.enabled,
+            "scopes": sorted(want.scopes),
+        }
+        assert action.changed and set(action.changed) <= {"name", "scopes", "enabled"}
+
+
+INVARIANTS: tuple[Callable[[Input, Plan], None], ...] = (
+    plan_is_one_action_from_a_known_check,
+    pending_create_is_settled_before_anything_else,
+    no_create_while_the_secret_name_is_taken,
+    settling_never_touches_the_recorded_token,
+    deleting_never_creates_or_updates,
+    orphan_policy_never_deletes_the_recorded_token,
+    only_the_recorded_token_is_ever_replaced,
+    secrets_are_moved_and_deleted_only_when_owned,
+    an_update_carries_the_full_declaration,
+    only_retired_tokens_are_retired,
+    adoption_takes_only_the_named_token,
+    stalls_have_a_user_facing_reason,
+)
+
+
+@settings(PROPERTIES, max_examples=500)
+@given(inputs)
+def test_safety_invariants_hold_for_every_input(state: Input) -> None:
+    """One generated input, every invariant (generation is the cost; checking is cheap)."""
+    result = decide(state)
+    event(f"{result.check} -> {type(result.action).__name__}")
+    for invariant in INVARIANTS:
+        try:
+            invariant(state, result)
+        except AssertionError as error:
+            raise AssertionError(f"{invariant.__name__} broken by {type(result.action).__name__}") from error
+
+
+def _after_now(text: str) -> bool:
+    try:
+        return parse_date(text, now=NOW) > NOW
+    except DateFormatError:
+        return True  # unparsable dates never count as expired
+
+
+@PROPERTIES
+@given(desireds(), token_ids)
+def test_a_converged_input_is_in_sync(want: Desired, token_id: str) -> None:
+    state = converged(want, token_id=token_id)
+    expires = state.token.expiration_date if state.token else None
+    assume(expires is None or _after_now(expires))  # an expired token is not converged
+    assert isinstance(decide(state).action, a.InSync)
+    if want.expiration_date is None:  # nothing expires: time alone changes nothing
+        assert isinstance(decide(replace(state, now=NOW.replace(year=2035))).action, a.InSync)
+
+
+@PROPERTIES
+@given(desireds(), token_ids, secret_parts, st.sampled_from([None, "ci@example.com"]))
+def test_after_a_create_the_plan_converges_in_at_most_one_update(
+    want: Desired, token_id: str, secret: str, owner: str | None
+) -> None:
+    """Carry out the planned create (as the reconciler records it) and re-plan: the object converges."""
+    first = Input(desired=want, recorded=Recorded(), secret=SecretFacts(name=want.secret_name), now=NOW)
+    action = decide(first).action
+    assert isinstance(action, a.CreateToken)
+    expiry = "2030-07-01T12:00:00.000Z" if want.expiration_date else None
+    if want.expiration_date and not want.expiration_date.startswith("now"):
+        expiry = want.expiration_date  # an absolute date comes back as asked (garbage is judged as asked)
+    created = ApiTokenCreated(id=token_id, token=TokenSecret(f"{token_id}.{secret}"), expiration_date=expiry)
+    observed = _as_observed(created, action, owner=owner)
+    state = Input(
+        desired=want,
+        recorded=Recorded(
+            token_id=token_id, secret_name=want.secret_name, expiration_requested=want.expiration_date
+        ),
+        secret=owned_secret(want, token_id),
+        now=NOW,
+        token=observed,
+        reference=REFERENCE,
+    )
+    step = decide(state).action
+    if want.enabled:
+        assert isinstance(step, a.InSync)
+        return
+    assert isinstance(step, a.UpdateToken)
+    assert step.changed == ("enabled",)
+    updated: ApiToken = observed.model_copy(
+        update={"name": step.update.name, "enabled": step.update.enabled, "scopes": step.update.scopes}
+    )
+    assert isinstance(decide(replace(state, token=updated)).action, a.InSync)
