@@ -23,6 +23,7 @@ from apitoken_operator.controller.reconciler import Reconciler, Result
 from apitoken_operator.controller.scheduler import Scheduler
 from apitoken_operator.dynatrace.secrets import install_log_masking
 from apitoken_operator.kube import api
+from apitoken_operator.metrics import Metrics
 from apitoken_operator.reconcile.reasons import Reason
 from apitoken_operator.reconcile.secret_layout import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from apitoken_operator.settings import OperatorSettings
@@ -45,6 +46,9 @@ class Runtime:
 
     settings: OperatorSettings
     kubeconfig: str | None = None
+    #: serve Prometheus metrics on this port (None: not served)
+    metrics_port: int | None = None
+    metrics: Metrics = field(default_factory=Metrics)
     reconciler: Reconciler | None = None
     connections: Connections | None = None
     scheduler: Scheduler | None = None
@@ -77,11 +81,20 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:  # noqa: PLR0915 
         settings.execution.max_workers = 4  # for sync code only; our handlers are async
         runtime.api_client = await api.connect(runtime.kubeconfig)
         kube = api.Kube(runtime.api_client)
-        runtime.connections = Connections(kube, runtime.settings)
+        runtime.connections = Connections(kube, runtime.settings, metrics=runtime.metrics)
         runtime.connections.on_change = lambda ids: _drifted(runtime, ids)
         runtime.reconciler = Reconciler(
-            kube=kube, connections=runtime.connections, settings=runtime.settings, events=_post_event
+            kube=kube,
+            connections=runtime.connections,
+            settings=runtime.settings,
+            events=_post_event,
+            metrics=runtime.metrics,
         )
+        runtime.metrics.count_managed(
+            lambda: len(runtime.token_index) if runtime.token_index is not None else 0
+        )
+        if runtime.metrics_port is not None:
+            runtime.metrics.serve(runtime.metrics_port)
         runtime.scheduler = Scheduler(lambda key: _reconcile_out_of_band(runtime, key))
 
     @kopf.on.login(registry=registry)

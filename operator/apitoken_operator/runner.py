@@ -83,6 +83,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="how long a listing is trusted before a reconcile lists again (default 60)",
     )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve Prometheus metrics on this port at /metrics (default: not served)",
+    )
     parser.add_argument("--log-format", choices=["text", "json"], default="text")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
@@ -141,7 +147,9 @@ def main(args: argparse.Namespace) -> int:
     configure_logging(log_format=args.log_format, verbose=args.verbose)
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = args.kubeconfig
-    runtime = Runtime(settings=settings_from(args), kubeconfig=args.kubeconfig)
+    runtime = Runtime(
+        settings=settings_from(args), kubeconfig=args.kubeconfig, metrics_port=args.metrics_port
+    )
     registry = build_registry(runtime)
     asyncio.run(
         kopf.operator(

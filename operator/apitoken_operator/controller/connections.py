@@ -19,6 +19,7 @@ from apitoken_operator.dynatrace import errors
 from apitoken_operator.dynatrace.client import DynatraceClient
 from apitoken_operator.dynatrace.secrets import TokenSecret
 from apitoken_operator.kube.api import Kube
+from apitoken_operator.metrics import Metrics
 from apitoken_operator.reconcile.reasons import Reason
 from apitoken_operator.settings import OperatorSettings
 
@@ -56,9 +57,10 @@ class Connection:
 
 
 class Connections:
-    def __init__(self, kube: Kube, settings: OperatorSettings) -> None:
+    def __init__(self, kube: Kube, settings: OperatorSettings, *, metrics: Metrics | None = None) -> None:
         self._kube = kube
         self._settings = settings
+        self._metrics = metrics
         self._by_credential: dict[str, Connection] = {}
         #: given to every connection's observer: ids whose tokens changed between listings
         self.on_change: Callable[[set[str]], None] | None = None
@@ -96,7 +98,12 @@ class Connections:
         connection = self._by_credential.get(credential)
         if connection is None:
             try:
-                client = DynatraceClient(url, token=token, settings=self._settings.dynatrace)
+                client = DynatraceClient(
+                    url,
+                    token=token,
+                    settings=self._settings.dynatrace,
+                    on_call=self._metrics.on_call if self._metrics else None,
+                )
             except errors.ConfigurationError as error:
                 raise ConnectionProblem(Reason.CONNECTION_INVALID, f"{label}: {error}") from error
             observer = Observer(client, max_age=self._settings.observation_max_age)

@@ -21,11 +21,12 @@ from typing import Any, Protocol
 from apitoken_operator.controller.connections import Connection, ConnectionProblem, Connections
 from apitoken_operator.controller.gather import Work, gather
 from apitoken_operator.dynatrace import errors
-from apitoken_operator.dynatrace.dates import format_date
+from apitoken_operator.dynatrace.dates import format_date, parse_date
 from apitoken_operator.dynatrace.models import ApiToken, ApiTokenCreated
 from apitoken_operator.dynatrace.secrets import TokenSecret
 from apitoken_operator.kube import secrets
 from apitoken_operator.kube.api import Kube, KubeError
+from apitoken_operator.metrics import Metrics
 from apitoken_operator.reconcile import actions as a
 from apitoken_operator.reconcile.model import Desired, Input, SpecError
 from apitoken_operator.reconcile.plan import next_renewal, plan
@@ -73,12 +74,14 @@ class Reconciler:
         connections: Connections,
         settings: OperatorSettings,
         events: EventSink,
+        metrics: Metrics | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._kube = kube
         self._connections = connections
         self._settings = settings
         self._events = events
+        self._metrics = metrics
         self._clock = clock
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -100,7 +103,19 @@ class Reconciler:
         work = Work(body=body)
         lock = self._locks.setdefault(work.uid, asyncio.Lock())
         async with lock:
-            return await self._reconcile(work, deleting=deleting, ids_of_others=ids_of_others, fresh=fresh)
+            result = await self._reconcile(work, deleting=deleting, ids_of_others=ids_of_others, fresh=fresh)
+        if self._metrics is not None:
+            if result.released:
+                self._metrics.forget(namespace=work.namespace, name=work.name)
+            else:
+                outcome = result.outcome
+                self._metrics.reconciled(
+                    namespace=work.namespace,
+                    name=work.name,
+                    health=outcome.health.value,
+                    reason=outcome.reason.value,
+                )
+        return result
 
     async def _reconcile(
         self, work: Work, *, deleting: bool, ids_of_others: Callable[[str], Collection[str]], fresh: bool
@@ -189,6 +204,14 @@ class Reconciler:
                 f"(kubectl annotate apitoken {work.name} dynatrace.apitokens.io/rotate=1)"
             )
         renewal = next_renewal(state)
+        if self._metrics is not None and state.token is not None:
+            expires = state.token.expiration_date
+            self._metrics.expiry(
+                namespace=work.namespace,
+                name=work.name,
+                token_id=state.token.id,
+                expires=parse_date(expires, now=state.now) if expires else None,
+            )
         extra = {"nextRenewal": format_date(renewal) if renewal else None}
         due = [when for _, when in state.recorded.retiring] + ([renewal] if renewal else [])
         requeue = max(0.0, (min(due) - state.now).total_seconds()) + 0.5 if due else None
@@ -364,6 +387,8 @@ class Reconciler:
         )
         if action.replaces and not grace:
             await self._delete_token(connection, action.replaces)
+        if action.reason is Reason.ROTATED and self._metrics is not None:
+            self._metrics.rotations.inc()
         self._event(
             work, "Normal", action.reason, f"{action.reason.lower()} token {created.id}: {action.why}"
         )

@@ -91,6 +91,26 @@ class RetryEvent:
     error: DynatraceError
 
 
+@dataclass(frozen=True)
+class CallEvent:
+    """One HTTP attempt: the operation (create, get, update, delete, lookup, list), its HTTP status or
+    transport error class, and how long it took. For metrics."""
+
+    operation: str
+    outcome: str
+    seconds: float
+
+
+_VERBS = {
+    ("POST", "apiTokens"): "create",
+    ("GET", "apiTokens"): "list",
+    ("POST", "apiTokens/lookup"): "lookup",
+    ("GET", "apiTokens/{id}"): "get",
+    ("PUT", "apiTokens/{id}"): "update",
+    ("DELETE", "apiTokens/{id}"): "delete",
+}
+
+
 class _ApiTokenAuth(httpx.Auth):
     """Adds `Authorization: Api-Token …` to each request; the client keeps the secret here only."""
 
@@ -124,6 +144,7 @@ class DynatraceClient:
         monotonic: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         on_retry: Callable[[RetryEvent], object] | None = None,
+        on_call: Callable[[CallEvent], object] | None = None,
     ) -> None:
         if not isinstance(token, TokenSecret):
             raise ConfigurationError("token must be a TokenSecret, so that it cannot be logged")
@@ -135,6 +156,7 @@ class DynatraceClient:
         self._monotonic = monotonic
         self._wall_clock = wall_clock
         self._on_retry = on_retry
+        self._on_call = on_call
         self._in_flight = asyncio.Semaphore(self.settings.max_concurrent_calls)
         self._timeout = httpx.Timeout(
             connect=self.settings.connect_timeout,
@@ -313,15 +335,18 @@ class DynatraceClient:
             cause: BaseException | None = None
             hint: float | None = None
             error: DynatraceError
+            started = self._monotonic()
             try:
                 async with self._in_flight:  # the connection's share of the environment's request pool
                     response = await self._http.request(
                         method, path, json=body, params=params, timeout=self._attempt_timeout(remaining)
                     )
             except httpx.RequestError as exc:
+                self._report(method, path, type(exc).__name__, started)
                 cause, error = exc, _transport_error(exc, operation=operation, scrub=scrub)
                 retryable = isinstance(exc, _TRANSIENT) and (repeatable or not error.request_sent)
             else:
+                self._report(method, path, str(response.status_code), started)
                 if response.is_success:
                     return response
                 hint = backoff.server_hint(response.headers, now=self._wall_clock())
@@ -360,6 +385,11 @@ class DynatraceClient:
                     RetryEvent(operation=operation, attempt=attempt, delay=delay, hint=hint, error=error)
                 )
             await self._sleep(delay)
+
+    def _report(self, method: str, path: str, outcome: str, started: float) -> None:
+        if self._on_call is not None:
+            verb = _VERBS.get((method, path)) or _VERBS[method, "apiTokens/{id}"]
+            self._on_call(CallEvent(operation=verb, outcome=outcome, seconds=self._monotonic() - started))
 
     def _attempt_timeout(self, remaining: float) -> httpx.Timeout:
         """The configured timeouts, shortened so that one attempt cannot outlive the call's deadline."""

@@ -1,0 +1,94 @@
+"""The metrics a Prometheus scrape finds after a real lifecycle."""
+
+from __future__ import annotations
+
+import socket
+import urllib.request
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from apitoken_operator.dynatrace.secrets import TOKEN_PATTERN
+from tests.fixtures.cluster import wait_until
+from tests.fixtures.operator import GROUP, PLURAL, VERSION, OperatorEnv
+
+pytestmark = pytest.mark.controlplane
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    assert not TOKEN_PATTERN.search(text)
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def value(samples: dict, metric: str, **labels: str) -> float:
+    return sum(v for (n, ls), v in samples.items() if n == metric and set(labels.items()) <= set(ls))
+
+
+def test_metrics_after_create_rotate_and_a_failure(operator_env: OperatorEnv):
+    port = free_port()
+    operator_env.start("--metrics-port", str(port))
+    operator_env.apply(
+        "m",
+        {
+            "name": "m",
+            "scopes": ["metrics.read"],
+            "enabled": True,
+            "expirationDate": "now+30d",
+            "rotation": {"gracePeriod": "1s"},
+        },
+    )
+    first = operator_env.wait_ready("m")["status"]
+    operator_env.apply("bad", {"name": "bad", "scopes": ["no.such.scope"]})
+    operator_env.wait_condition("bad", "Stalled", "True")
+    operator_env.custom.patch_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        operator_env.namespace,
+        PLURAL,
+        "m",
+        {"metadata": {"annotations": {"dynatrace.apitokens.io/rotate": "1"}}},
+    )
+    wait_until(lambda: operator_env.get("m")["status"]["id"] != first["id"], what="the rotation")
+    second = operator_env.wait_ready("m")["status"]
+    samples = wait_until(
+        lambda: (s := scrape(port)) and value(s, "apitoken_operator_rotations_total") >= 1 and s,
+        what="the rotation in the metrics",
+    )
+    assert (
+        value(samples, "apitoken_operator_dynatrace_api_calls_total", operation="create", status="201") == 2
+    )
+    assert (
+        value(samples, "apitoken_operator_dynatrace_api_calls_total", operation="create", status="400") == 1
+    )
+    assert (
+        value(samples, "apitoken_operator_dynatrace_api_call_duration_seconds_count", operation="create") == 3
+    )
+    assert value(samples, "apitoken_operator_reconciles_total", health="Ready") >= 2
+    assert (
+        value(samples, "apitoken_operator_reconciles_total", health="Stalled", reason="RejectedByDynatrace")
+        >= 1
+    )
+    assert value(samples, "apitoken_operator_token_ready", name="m") == 1
+    assert value(samples, "apitoken_operator_token_ready", name="bad") == 0
+    assert value(samples, "apitoken_operator_tokens_managed") == 1
+    expiry = [
+        (ls, v)
+        for (n, ls), v in samples.items()
+        if n == "apitoken_operator_token_expiration_timestamp_seconds"
+    ]
+    assert [dict(ls)["token_id"] for ls, _ in expiry] == [second["id"]]  # the old token's series is gone
+    from apitoken_operator.dynatrace.dates import parse_date
+
+    assert expiry[0][1] == pytest.approx(parse_date(second["expirationDate"], now=None).timestamp())  # type: ignore[arg-type]
