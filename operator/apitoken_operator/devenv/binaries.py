@@ -124,6 +124,17 @@ def ensure_helm(progress: Progress = default_progress) -> pathlib.Path:
     return target
 
 
+def build_go_package(
+    module: pathlib.Path, package: str, target: pathlib.Path, progress: Progress = default_progress
+) -> pathlib.Path:
+    """Build `package` of the Go module at `module` into `target`, atomically (for the other tools/ modules).
+
+    Callers choose `target` under `cache_root()` by a `cache_key` of the module, as ensure_control_plane does.
+    """
+    _build(package, target, cwd=module, progress=progress)
+    return target
+
+
 def _build(package: str, target: pathlib.Path, *, cwd: pathlib.Path, progress: Progress) -> None:
     with tempfile.TemporaryDirectory(prefix=f"build-{target.name}-", dir=_ensure(target.parent)) as scratch:
         partial = pathlib.Path(scratch) / target.name

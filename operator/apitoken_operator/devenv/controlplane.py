@@ -57,16 +57,21 @@ class Component:
         return "(no log)"
 
     def stop(self) -> None:
-        if not self.alive():
-            return
+        stop_process_group(self.process, timeout=STOP_TIMEOUT)
+
+
+def stop_process_group(process: subprocess.Popen[bytes], *, timeout: float) -> None:
+    """SIGTERM the process's group, SIGKILL it after `timeout` seconds; reap it either way."""
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 @dataclass
@@ -263,14 +268,14 @@ def _spawn(plane: ControlPlane, name: str, command: list[str]) -> Component:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509
+            preexec_fn=die_with_parent,  # noqa: PLW1509
         )
     component = Component(name=name, process=process, log=log)
     plane.components.append(component)
     return component
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Ask the kernel to SIGKILL this child when the parent dies, even by SIGKILL (Linux only)."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)

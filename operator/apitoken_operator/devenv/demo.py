@@ -38,7 +38,12 @@ from typing import Any, TextIO
 import yaml
 
 from apitoken_operator.devenv import controlplane
-from apitoken_operator.devenv.controlplane import ControlPlane, ControlPlaneError, _die_with_parent
+from apitoken_operator.devenv.controlplane import (
+    ControlPlane,
+    ControlPlaneError,
+    die_with_parent,
+    stop_process_group,
+)
 from apitoken_operator.devenv.paths import SOURCE_ROOT, default_crd_files
 from apitoken_operator.dynatrace.secrets import TokenSecret, install_log_masking, mask_secrets
 
@@ -229,7 +234,7 @@ class _Operator:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # stopped by us, in order, not by the terminal's Ctrl-C
-                preexec_fn=_die_with_parent,  # noqa: PLW1509
+                preexec_fn=die_with_parent,  # noqa: PLW1509
             )
         return cls(process=process, log=log, display_command=shlex.join(["apitoken-operator", *arguments]))
 
@@ -244,16 +249,7 @@ class _Operator:
         return _indent("\n".join(text.splitlines()[-lines:]) or "(empty)")
 
     def stop(self) -> None:
-        if not self.alive():
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=OPERATOR_STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        stop_process_group(self.process, timeout=OPERATOR_STOP_TIMEOUT)
 
 
 def _wait_ready(plane: ControlPlane, operator: _Operator, name: str) -> dict[str, Any]:
