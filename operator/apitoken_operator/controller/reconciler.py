@@ -507,11 +507,7 @@ class Reconciler:
         extra: dict[str, Any] | None = None,
     ) -> Result:
         if write:
-            patch: dict[str, Any] = {
-                **self._conditions(work, outcome),
-                "observedGeneration": work.metadata.get("generation"),
-                **(extra or {}),
-            }
+            patch: dict[str, Any] = {**self._conditions(work, outcome), **(extra or {})}
             if token is not None:
                 patch.update(token_fields(token))
             if self._changes(work.status, patch):
@@ -523,13 +519,15 @@ class Reconciler:
         return Result(outcome, retry_after=retry_after)
 
     def _conditions(self, work: Work, outcome: Outcome) -> dict[str, Any]:
+        """Conditions with the generation they describe (kstatus reads both together)."""
         return {
+            "observedGeneration": work.metadata.get("generation"),
             "conditions": conditions(
                 outcome,
                 generation=work.metadata.get("generation"),
                 previous=work.status.get("conditions") or [],
                 now=self._clock(),
-            )
+            ),
         }
 
     @staticmethod
