@@ -7,7 +7,9 @@ import asyncio
 import json
 import logging
 import os
+import socket
 import sys
+from typing import Any, cast
 
 from apitoken_operator.dynatrace.secrets import install_log_masking
 from apitoken_operator.settings import ADMIN_SCOPES, OperatorSettings, PolicySettings
@@ -153,6 +155,8 @@ def main(args: argparse.Namespace) -> int:
     registry = build_registry(runtime)
     asyncio.run(
         kopf.operator(
+            # kopf would ask getpass for the user name, which fails for a UID without a passwd entry
+            identity=cast(Any, f"apitoken-operator@{socket.gethostname()}/{os.getpid()}"),
             registry=registry,
             standalone=args.peering is None,
             peering_name=args.peering,
