@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import os
+import secrets
 import socket
 import sys
 from typing import Any, cast
@@ -36,6 +37,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     peering.add_argument(
         "--peering", metavar="NAME", help="coordinate replicas through this KopfPeering object"
+    )
+    parser.add_argument(
+        "--priority",
+        type=int,
+        metavar="N",
+        help="peering priority: the replica with the highest runs, the others stand by "
+        "(default with --peering: random, so that replicas never tie and all pause)",
     )
     parser.add_argument(
         "--liveness", metavar="URL", help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz"
@@ -141,6 +149,14 @@ def configure_logging(*, log_format: str, verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def _priority(args: argparse.Namespace) -> int | None:
+    if args.priority is not None:
+        return int(args.priority)
+    if args.peering is None:
+        return None
+    return secrets.randbelow(2**31)  # kopf pauses every replica when the highest priorities tie
+
+
 def main(args: argparse.Namespace) -> int:
     import kopf
 
@@ -160,6 +176,7 @@ def main(args: argparse.Namespace) -> int:
             registry=registry,
             standalone=args.peering is None,
             peering_name=args.peering,
+            priority=_priority(args),
             clusterwide=not args.namespace,
             namespaces=args.namespace,
             liveness_endpoint=args.liveness,

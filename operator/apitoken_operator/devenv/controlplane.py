@@ -115,8 +115,11 @@ class ControlPlane:
         for crd in documents:
             name = crd["metadata"]["name"]
             path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+            strict = (
+                "?fieldValidation=Strict"  # an unknown field (e.g. a YAML slip) must fail here, not later
+            )
             try:
-                self.request("POST", path, crd)
+                self.request("POST", path + strict, crd)
             except urllib.error.HTTPError as error:
                 if error.code != 409:
                     raise ControlPlaneError(
@@ -130,7 +133,7 @@ class ControlPlane:
                         "resourceVersion": current["metadata"]["resourceVersion"],
                     },
                 }
-                self.request("PUT", f"{path}/{name}", replacement)
+                self.request("PUT", f"{path}/{name}{strict}", replacement)
             names.append(name)
         for name in names:
             _wait_for(

@@ -1,0 +1,195 @@
+"""deploy/: the kustomize base renders, applies to a real API server, and matches the chart; the examples are
+accepted by the API server (server-side dry run)."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+from typing import Any
+
+import kubernetes
+import pytest
+import yaml
+from kubernetes.client import ApiException
+
+from apitoken_operator.devenv import binaries
+from apitoken_operator.dynatrace.secrets import TOKEN_PATTERN
+from tests.fixtures.cluster import Cluster, wait_until
+from tests.manifests.test_chart import Helm, find
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+EXAMPLES = DEPLOY / "examples"
+SOURCE_CRD = ROOT / "crds" / "apitokens.dynatrace.apitokens.io.yaml"
+KUBECTL = pathlib.Path(sys.executable).parent / "kubectl"
+NAMESPACE = "dynatrace-apitoken-operator"
+
+
+def kubectl(
+    *args: str, kubeconfig: pathlib.Path | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ}
+    if kubeconfig is not None:
+        env["KUBECONFIG"] = str(kubeconfig)
+    return subprocess.run(
+        [str(KUBECTL), *args], check=False, input=stdin, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def rendered() -> list[dict[str, Any]]:
+    result = kubectl("kustomize", str(DEPLOY))
+    assert result.returncode == 0, result.stderr
+    return [d for d in yaml.safe_load_all(result.stdout) if d]
+
+
+@pytest.fixture
+def helm(tmp_path: pathlib.Path) -> Helm:
+    return Helm(binary=binaries.ensure_helm(), home=tmp_path / "helm")
+
+
+def rule_set(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+    return {
+        (group, resource, verb)
+        for rule in rules
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+
+
+def test_the_deploy_copy_of_the_crd_is_identical_to_crds() -> None:
+    assert sorted(p.name for p in (DEPLOY / "crds").glob("*.yaml")) == sorted(
+        p.name for p in (ROOT / "crds").glob("*.yaml")
+    )
+    copy = DEPLOY / "crds" / SOURCE_CRD.name
+    assert copy.read_bytes() == SOURCE_CRD.read_bytes(), "run: python scripts/sync_crd.py"
+
+
+def test_kustomize_renders_the_operator_in_its_namespace() -> None:
+    objects = rendered()
+    assert sorted((o["kind"], o["metadata"]["name"]) for o in objects) == [
+        ("ClusterRole", NAMESPACE),
+        ("ClusterRoleBinding", NAMESPACE),
+        ("CustomResourceDefinition", "apitokens.dynatrace.apitokens.io"),
+        ("Deployment", NAMESPACE),
+        ("Namespace", NAMESPACE),
+        ("Service", f"{NAMESPACE}-metrics"),
+        ("ServiceAccount", NAMESPACE),
+    ]
+    for each in objects:
+        if each["kind"] in ("Deployment", "Service", "ServiceAccount"):
+            assert each["metadata"]["namespace"] == NAMESPACE
+    crd = find(objects, "CustomResourceDefinition")
+    assert crd["spec"] == yaml.safe_load(SOURCE_CRD.read_text())["spec"], (
+        "kustomize renders the CRD differently from crds/: a value that does not survive its round trip "
+        "(e.g. a key with no value, from an unquoted comma in a flow mapping)"
+    )
+    binding = find(objects, "ClusterRoleBinding")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": NAMESPACE, "namespace": NAMESPACE}]
+    pod = find(objects, "Deployment")["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == NAMESPACE
+    assert pod["containers"][0]["image"].endswith(":0.1.0")
+
+
+def test_the_cluster_role_and_pod_match_the_charts_defaults(helm: Helm) -> None:
+    objects = rendered()
+    chart = helm.template()
+    assert rule_set(find(objects, "ClusterRole")["rules"]) == rule_set(find(chart, "ClusterRole")["rules"])
+    ours = find(objects, "Deployment")["spec"]
+    theirs = find(chart, "Deployment")["spec"]
+    assert ours["strategy"] == theirs["strategy"] == {"type": "Recreate"}
+    assert ours["replicas"] == theirs["replicas"] == 1
+    pod, chart_pod = ours["template"]["spec"], theirs["template"]["spec"]
+    assert pod["securityContext"] == chart_pod["securityContext"]
+    (main,) = pod["containers"]
+    (chart_main,) = chart_pod["containers"]
+    for key in ("command", "securityContext", "livenessProbe", "ports", "resources", "volumeMounts"):
+        assert main[key] == chart_main[key], key
+    # The same arguments, plus the default connection the base names.
+    assert set(main["args"]) - set(chart_main["args"]) == {
+        f"--default-connection={NAMESPACE}/dynatrace-connection"
+    }
+
+
+def test_the_deployment_arguments_are_accepted_by_the_operator_cli() -> None:
+    from apitoken_operator import cli
+    from apitoken_operator.runner import settings_from
+
+    argv = find(rendered(), "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    args = cli.build_parser(argv).parse_args(argv)
+    assert settings_from(args).default_connection == f"{NAMESPACE}/dynatrace-connection"
+    assert args.all_namespaces and args.peering is None and args.metrics_port == 9090
+
+
+@pytest.mark.controlplane
+def test_kubectl_apply_k_deploy_works(cluster: Cluster, k8s: kubernetes.client.ApiClient) -> None:
+    """The real thing, then everything but the CRD removed again (the session's ApiTokens live on it)."""
+    objects = rendered()
+    try:
+        result = kubectl("apply", "-k", str(DEPLOY), kubeconfig=cluster.kubeconfig)
+        assert result.returncode == 0, result.stderr[-1500:]
+        assert "PodSecurity" not in result.stderr, result.stderr
+        apps: Any = kubernetes.client.AppsV1Api(k8s)
+        deployment = apps.read_namespaced_deployment(NAMESPACE, NAMESPACE)
+        assert deployment.spec.template.spec.service_account_name == NAMESPACE
+        core: Any = kubernetes.client.CoreV1Api(k8s)
+        namespace = core.read_namespace(NAMESPACE)
+        assert namespace.metadata.labels["pod-security.kubernetes.io/enforce"] == "restricted"
+        again = kubectl("apply", "-k", str(DEPLOY), kubeconfig=cluster.kubeconfig)
+        assert again.returncode == 0 and "configured" not in again.stdout, again.stdout  # idempotent
+    finally:
+        kept_out = [o for o in objects if o["kind"] != "CustomResourceDefinition"]
+        kubectl(
+            "delete",
+            "--ignore-not-found",
+            "--wait=false",
+            "-f",
+            "-",
+            kubeconfig=cluster.kubeconfig,
+            stdin=yaml.safe_dump_all(kept_out),
+        )
+
+    def gone() -> bool:
+        try:
+            kubernetes.client.RbacAuthorizationV1Api(k8s).read_cluster_role(NAMESPACE)
+        except ApiException as error:
+            return bool(error.status == 404)
+        return False
+
+    wait_until(gone, what="the ClusterRole to be deleted")
+
+
+def test_the_examples_hold_no_token_and_are_complete() -> None:
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        text = path.read_text()
+        assert not TOKEN_PATTERN.search(text), f"{path.name} holds something shaped like a token"
+        documents = [d for d in yaml.safe_load_all(text) if d]
+        assert documents, path.name
+        assert all("namespace" not in d["metadata"] for d in documents), f"{path.name}: use kubectl -n"
+        assert text.lstrip().startswith("#"), f"{path.name} should say what it is and how to apply it"
+    names = {p.name for p in EXAMPLES.glob("*.yaml")}
+    assert {
+        "dynakube-api-token.yaml",
+        "rotation.yaml",
+        "adoption.yaml",
+        "per-namespace-connection.yaml",
+    } <= names
+
+
+@pytest.mark.controlplane
+def test_the_examples_are_accepted_by_the_api_server(cluster: Cluster, namespace: str) -> None:
+    result = kubectl(
+        "apply", "--dry-run=server", "-n", namespace, "-f", str(EXAMPLES), kubeconfig=cluster.kubeconfig
+    )
+    assert result.returncode == 0, result.stderr
+    accepted = {line.split()[0] for line in result.stdout.splitlines() if "(server dry run)" in line}
+    kinds = {"ApiToken": "apitoken.dynatrace.apitokens.io", "Secret": "secret"}
+    expected = {
+        f"{kinds[d['kind']]}/{d['metadata']['name']}"
+        for path in EXAMPLES.glob("*.yaml")
+        for d in yaml.safe_load_all(path.read_text())
+        if d
+    }
+    assert accepted == expected
