@@ -79,6 +79,9 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:  # noqa: PLR0915 
         settings.watching.server_timeout = 300
         settings.watching.client_timeout = 330
         settings.execution.max_workers = 4  # for sync code only; our handlers are async
+        # Watch only the Secrets the operator manages, filtered by the API server: the operator never
+        # receives (or keeps in memory) the data of anybody else's Secrets.
+        settings.watching.label_selectors["v1", "secrets"] = f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"
         runtime.api_client = await api.connect(runtime.kubeconfig)
         kube = api.Kube(runtime.api_client)
         runtime.connections = Connections(kube, runtime.settings, metrics=runtime.metrics)
