@@ -1,0 +1,581 @@
+"""What the scenarios stand on: the emulator and operator processes, Kubernetes clients, a watch that
+timestamps Ready objects, the kube-apiserver's request counters, RSS readings and the machine's facts.
+
+Every process started here runs in its own session (so Ctrl-C in the terminal reaches only the
+benchmark, which then stops them in order) and dies with the benchmark if it is killed
+(PR_SET_PDEATHSIG).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import os
+import pathlib
+import platform
+import re
+import select
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import httpx
+import kubernetes
+import urllib3
+from kubernetes.client import ApiException
+
+from apitoken_operator.devenv.controlplane import ControlPlane, die_with_parent, stop_process_group
+from apitoken_operator.devenv.paths import SOURCE_ROOT
+
+GROUP, VERSION, PLURAL = "dynatrace.apitokens.io", "v1alpha1", "apitokens"
+CONNECTION = "dynatrace-connection"
+WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE", "DELETECOLLECTION", "APPLY"})
+READ_VERBS = frozenset({"GET", "LIST"})  # WATCH is counted when a watch ends, so it is left out
+OPERATOR_STOP_TIMEOUT = 20.0
+EMULATOR_START_TIMEOUT = 30.0
+
+_started = time.monotonic()
+
+
+def progress(message: str) -> None:
+    """A progress line on stderr (stdout is for the result table)."""
+    print(f"[{time.monotonic() - _started:7.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+class BenchmarkError(RuntimeError):
+    """A scenario could not finish (a timeout, a process that died); the message says what and where."""
+
+
+# --- statistics -------------------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile: the smallest value with at least `fraction` of the values at or below it."""
+    if not values:
+        raise ValueError("no values")
+    ordered = sorted(values)
+    rank = math.ceil(fraction * len(ordered) - 1e-9)
+    return ordered[min(max(rank, 1), len(ordered)) - 1]
+
+
+# --- processes ----------------------------------------------------------------------------------------
+
+
+def _spawn(command: list[str], *, log: pathlib.Path, stdout_pipe: bool = False) -> subprocess.Popen[bytes]:
+    with log.open("ab") as sink:
+        return subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE if stdout_pipe else sink,
+            stderr=sink,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=die_with_parent,  # noqa: PLW1509 - only a prctl, no locks taken
+            env={**os.environ, "APITOKEN_EMULATOR_VALIDATE": "0"},
+        )
+
+
+@dataclass
+class Memory:
+    """From /proc/PID/status, in MiB: the resident set now and its high-water mark."""
+
+    rss_mb: float
+    peak_mb: float
+
+
+def read_memory(pid: int) -> Memory | None:
+    try:
+        text = pathlib.Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    values = {}
+    for line in text.splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            values[key] = int(rest.split()[0]) / 1024  # kB -> MiB
+    if len(values) != 2:  # a zombie has no memory lines
+        return None
+    return Memory(rss_mb=round(values["VmRSS"], 1), peak_mb=round(values["VmHWM"], 1))
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process so far (children not included)."""
+    try:
+        fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime, stime: fields 14 and 15
+
+
+class CpuMeter:
+    """CPU seconds each named process spent between `__init__` and `spent()`: where a scenario's time went."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self._pids = pids
+        self._start = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        self._wall = time.monotonic()
+
+    def spent(self) -> dict[str, float]:
+        result = {}
+        for name, pid in self._pids.items():
+            now, then = cpu_seconds(pid), self._start[name]
+            if now is not None and then is not None:
+                result[name] = round(now - then, 1)
+        result["wall"] = round(time.monotonic() - self._wall, 1)
+        return result
+
+
+class Emulator:
+    """`apitoken-operator emulator` in its own process, its admin endpoint, and bulk token helpers."""
+
+    def __init__(self, workdir: pathlib.Path) -> None:
+        self.admin_file = workdir / "emulator-admin.token"
+        self.log = workdir / "emulator.log"
+        self.process = _spawn(
+            [
+                sys.executable,
+                "-m",
+                "apitoken_operator",
+                "emulator",
+                "--port",
+                "0",
+                "--admin-token-file",
+                str(self.admin_file),
+            ],
+            log=self.log,
+            stdout_pipe=True,
+        )
+        self.base_url = self._read_url()
+        self.admin_token = self.admin_file.read_text(encoding="utf-8").strip()
+        self.http = httpx.Client(base_url=self.base_url, timeout=60)
+
+    def _read_url(self) -> str:
+        assert self.process.stdout is not None
+        ready, _, _ = select.select([self.process.stdout], [], [], EMULATOR_START_TIMEOUT)
+        line = self.process.stdout.readline().decode().strip() if ready else ""
+        if not line.startswith("http://"):
+            self.stop()
+            raise BenchmarkError(f"the emulator did not start (printed {line!r}); see {self.log}")
+        return line
+
+    def stop(self) -> None:
+        with contextlib.suppress(AttributeError):
+            self.http.close()
+        stop_process_group(self.process, timeout=10)
+
+    # --- admin endpoint ---
+
+    def counters(self) -> dict[str, int]:
+        """Requests per operation since the last reset, whatever their outcome."""
+        snapshot = self.http.get("/_emulator/counters").raise_for_status().json()
+        return {operation: sum(outcomes.values()) for operation, outcomes in snapshot.items()}
+
+    def counters_by_outcome(self) -> dict[str, dict[str, int]]:
+        result: dict[str, dict[str, int]] = self.http.get("/_emulator/counters").raise_for_status().json()
+        return result
+
+    def reset_counters(self) -> None:
+        self.http.delete("/_emulator/counters").raise_for_status()
+
+    def token_count(self) -> int:
+        return int(self.http.get("/_emulator/health").raise_for_status().json()["tokens"])
+
+    def token_ids(self) -> set[str]:
+        tokens = self.http.get("/_emulator/tokens").raise_for_status().json()["tokens"]
+        return {token["id"] for token in tokens}
+
+    # --- bulk, through the Tokens API with the admin token ---
+
+    def create_tokens(self, count: int, *, prefix: str, concurrency: int = 32) -> list[str]:
+        return asyncio.run(self._bulk_create(count, prefix=prefix, concurrency=concurrency))
+
+    def _session(self, concurrency: int) -> aiohttp.ClientSession:
+        # aiohttp, as in emulator_throughput.py: httpx's pool costs ~6 ms of client CPU per request here
+        return aiohttp.ClientSession(
+            base_url=self.base_url,
+            headers={"Authorization": f"Api-Token {self.admin_token}"},
+            connector=aiohttp.TCPConnector(limit=concurrency),
+        )
+
+    async def _bulk_create(self, count: int, *, prefix: str, concurrency: int) -> list[str]:
+        ids: list[str] = []
+        queue = iter(range(count))
+        async with self._session(concurrency) as session:
+
+            async def worker() -> None:
+                for index in queue:
+                    body = {"name": f"{prefix}-{index}", "scopes": ["metrics.read"]}
+                    async with session.post("/api/v2/apiTokens", json=body) as response:
+                        response.raise_for_status()
+                        ids.append((await response.json())["id"])
+
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return ids
+
+
+@dataclass
+class OperatorRun:
+    """What one operator process left behind."""
+
+    scenario: str
+    pid: int
+    log: str
+    peak_rss_mb: float | None = None
+    exit_code: int | None = None
+
+
+class Operator:
+    """`apitoken-operator run` watching one namespace, as its own process, logging to a file (no -v)."""
+
+    def __init__(
+        self,
+        kubeconfig: pathlib.Path,
+        namespace: str,
+        log: pathlib.Path,
+        *,
+        scenario: str,
+        args: Sequence[str],
+    ) -> None:
+        command = [
+            sys.executable,
+            "-m",
+            "apitoken_operator",
+            "run",
+            "--kubeconfig",
+            str(kubeconfig),
+            "--namespace",
+            namespace,
+            "--default-connection",
+            f"{namespace}/{CONNECTION}",
+            *args,
+        ]
+        self.process = _spawn(command, log=log)
+        self.record = OperatorRun(scenario=scenario, pid=self.process.pid, log=str(log))
+        self.log = log
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def memory(self) -> Memory | None:
+        return read_memory(self.process.pid)
+
+    def log_count(self, text: str) -> int:
+        """Lines of the operator's log holding `text` (kopf's INFO lines, e.g. "Resuming is processed")."""
+        with contextlib.suppress(OSError), self.log.open(errors="replace") as lines:
+            return sum(1 for line in lines if text in line)
+        return 0
+
+    def check_alive(self) -> None:
+        if self.process.poll() is not None:
+            tail = "\n".join(self.log.read_text(errors="replace").splitlines()[-20:])
+            raise BenchmarkError(f"the operator exited ({self.process.returncode}):\n{tail}")
+
+    def stop(self) -> OperatorRun:
+        memory = self.memory()
+        if memory is not None:
+            self.record.peak_rss_mb = memory.peak_mb
+        stop_process_group(self.process, timeout=OPERATOR_STOP_TIMEOUT)
+        self.record.exit_code = self.process.returncode
+        return self.record
+
+
+# --- Kubernetes -----------------------------------------------------------------------------------
+
+
+def kube_client(kubeconfig: pathlib.Path, *, pool: int = 32) -> kubernetes.client.ApiClient:
+    configuration = kubernetes.client.Configuration()
+    kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
+        config_file=str(kubeconfig), client_configuration=configuration
+    )
+    configuration.connection_pool_maxsize = pool
+    return kubernetes.client.ApiClient(configuration)
+
+
+def apitoken(name: str, *, enabled: bool) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ApiToken",
+        "metadata": {"name": name},
+        "spec": {"name": name, "scopes": ["metrics.read"], "enabled": enabled},
+    }
+
+
+def prepare_namespace(api: kubernetes.client.ApiClient, namespace: str, emulator: Emulator) -> None:
+    """The namespace and its connection Secret (the operator's default connection)."""
+    core = kubernetes.client.CoreV1Api(api)
+    core.create_namespace(
+        kubernetes.client.V1Namespace(metadata=kubernetes.client.V1ObjectMeta(name=namespace))
+    )
+    core.create_namespaced_secret(
+        namespace,
+        kubernetes.client.V1Secret(
+            metadata=kubernetes.client.V1ObjectMeta(name=CONNECTION),
+            string_data={"apiUrl": emulator.base_url, "apiToken": emulator.admin_token},
+        ),
+    )
+
+
+def is_ready(body: dict[str, Any]) -> bool:
+    """Ready=True for the current generation, with the Secret written (status.secretName set)."""
+    status = body.get("status") or {}
+    generation = (body.get("metadata") or {}).get("generation")
+    ready = any(
+        c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or ()
+    )
+    return bool(ready and status.get("observedGeneration") == generation and status.get("secretName"))
+
+
+@dataclass
+class ApiTokenWatch:
+    """A thread watching one namespace's ApiTokens, stamping (monotonic) when each is first seen Ready
+    and when each is deleted. Waiters block on a condition, not on polling."""
+
+    api: kubernetes.client.ApiClient
+    namespace: str
+    ready_at: dict[str, float] = field(default_factory=dict)
+    deleted_at: dict[str, float] = field(default_factory=dict)
+    token_ids: dict[str, str] = field(default_factory=dict)
+    present: set[str] = field(default_factory=set)
+    events: Counter[str] = field(default_factory=Counter)
+    reconnects: int = 0
+
+    def __post_init__(self) -> None:
+        self._condition = threading.Condition()
+        self._stop = threading.Event()
+        self._synced = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"watch-{self.namespace}", daemon=True)
+
+    def __enter__(self) -> ApiTokenWatch:
+        self._thread.start()
+        if not self._synced.wait(30):
+            raise BenchmarkError(f"the watch of {self.namespace} did not start")
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        if not self._thread.is_alive():
+            self.api.close()  # type: ignore[no-untyped-call]
+
+    def _run(self) -> None:
+        custom = kubernetes.client.CustomObjectsApi(self.api)
+        resource_version: str | None = None
+        while not self._stop.is_set():
+            try:
+                if resource_version is None:
+                    listing: dict[str, Any] = custom.list_namespaced_custom_object(  # type: ignore[assignment]
+                        GROUP, VERSION, self.namespace, PLURAL
+                    )
+                    resource_version = listing["metadata"]["resourceVersion"]
+                    for item in listing["items"]:
+                        self._observe("LISTED", item, time.monotonic())
+                    self._synced.set()
+                stream = kubernetes.watch.Watch().stream(  # type: ignore[no-untyped-call]
+                    custom.list_namespaced_custom_object,
+                    GROUP,
+                    VERSION,
+                    self.namespace,
+                    PLURAL,
+                    resource_version=resource_version,
+                    allow_watch_bookmarks=True,
+                    timeout_seconds=5,  # comes back to look at the stop flag; resumes where it was
+                )
+                for event in stream:
+                    now = time.monotonic()
+                    kind, body = event["type"], event["object"]
+                    if kind == "ERROR":
+                        resource_version = None
+                        break
+                    resource_version = body["metadata"]["resourceVersion"]
+                    if kind != "BOOKMARK":
+                        self._observe(kind, body, now)
+                    if self._stop.is_set():
+                        break
+                self.reconnects += 1
+            except ApiException as error:
+                if error.status == 410:
+                    resource_version = None
+                else:
+                    time.sleep(0.2)
+            except (urllib3.exceptions.HTTPError, OSError):
+                time.sleep(0.2)
+
+    def _observe(self, kind: str, body: dict[str, Any], now: float) -> None:
+        name = body["metadata"]["name"]
+        with self._condition:
+            self.events[kind] += 1
+            if kind == "DELETED":
+                self.deleted_at.setdefault(name, now)
+                self.present.discard(name)
+            else:
+                self.present.add(name)
+                if name not in self.ready_at and is_ready(body):
+                    self.ready_at[name] = now
+                    self.token_ids[name] = (body.get("status") or {}).get("id") or ""
+            self._condition.notify_all()
+
+    def wait(
+        self,
+        predicate: Callable[[], bool],
+        *,
+        timeout: float,
+        what: str,
+        check: Callable[[], None] | None = None,
+        report: Callable[[], str] | None = None,
+        every: float = 5.0,
+    ) -> None:
+        """Block until `predicate` (called under the lock) holds; `check` runs between wake-ups (e.g. the
+        operator still alive), `report` prints progress every `every` seconds."""
+        deadline = time.monotonic() + timeout
+        next_report = time.monotonic() + every
+        with self._condition:
+            while not predicate():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise BenchmarkError(f"timed out after {timeout:.0f} s waiting for {what}")
+                self._condition.wait(min(remaining, 1.0))
+                if check is not None:
+                    check()
+                if report is not None and time.monotonic() >= next_report:
+                    progress(report())
+                    next_report = time.monotonic() + every
+
+    def ready_count(self, names: Iterable[str] | None = None) -> int:
+        with self._condition:
+            if names is None:
+                return len(self.ready_at)
+            return sum(1 for name in names if name in self.ready_at)
+
+
+# --- the kube-apiserver's own request counters ----------------------------------------------------------
+
+_SAMPLE = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>[0-9.e+]+)$")
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def apiserver_requests(plane: ControlPlane) -> Counter[tuple[str, str, str, str]]:
+    """Requests served so far, by (resource, subresource, verb, code), from the apiserver's /metrics.
+
+    Cluster-wide and from every client: the scenarios subtract their own writes and report the rest.
+    """
+    text = plane.request("GET", "/metrics")
+    counts: Counter[tuple[str, str, str, str]] = Counter()
+    for line in str(text).splitlines():
+        match = _SAMPLE.match(line)
+        if not match:
+            continue
+        labels = dict(_LABEL.findall(match["labels"]))
+        if labels.get("verb") not in WRITE_VERBS | READ_VERBS or not labels.get("resource"):
+            continue  # WATCH, and non-resource URLs such as /metrics itself
+        key = (
+            labels.get("resource", ""),
+            labels.get("subresource", ""),
+            labels["verb"],
+            labels.get("code", ""),
+        )
+        counts[key] += int(float(match["value"]))
+    return counts
+
+
+@dataclass
+class RequestDelta:
+    """Requests between two /metrics readings."""
+
+    counts: Counter[tuple[str, str, str, str]]
+
+    @classmethod
+    def between(
+        cls, before: Counter[tuple[str, str, str, str]], after: Counter[tuple[str, str, str, str]]
+    ) -> RequestDelta:
+        delta = Counter({key: after[key] - before.get(key, 0) for key in after})
+        return cls(+delta)
+
+    def total(self, resource: str | None = None, verbs: frozenset[str] = WRITE_VERBS) -> int:
+        """Writes (by default) to `resource` (any when None)."""
+        return sum(
+            n
+            for (res, _, verb, _), n in self.counts.items()
+            if (resource is None or res == resource) and verb in verbs
+        )
+
+    def reads(self) -> int:
+        return self.total(verbs=READ_VERBS)
+
+    def conflicts(self) -> int:
+        return sum(
+            n for (_, _, verb, code), n in self.counts.items() if code == "409" and verb in WRITE_VERBS
+        )
+
+    def by_resource(self, verbs: frozenset[str] = WRITE_VERBS) -> dict[str, int]:
+        """`{"apitokens/status PATCH": n, ...}`, sorted."""
+        summary: Counter[str] = Counter()
+        for (resource, subresource, verb, _), number in self.counts.items():
+            if verb in verbs:
+                summary[f"{resource}{'/' + subresource if subresource else ''} {verb}"] += number
+        return dict(sorted(summary.items()))
+
+
+# --- the machine and the source --------------------------------------------------------------------------
+
+
+def _first(path: str, key: str) -> str | None:
+    with contextlib.suppress(OSError):
+        for line in pathlib.Path(path).read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name.strip() == key:
+                return value.strip()
+    return None
+
+
+def _command(*command: str) -> str | None:
+    try:
+        result = subprocess.run(
+            command, check=False, capture_output=True, text=True, timeout=30, cwd=SOURCE_ROOT
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def _pinned(module: str) -> str | None:
+    """The version tools/controlplane/go.mod pins (the binaries are built from it, so /version says
+    v0.0.0-master)."""
+    with contextlib.suppress(OSError):
+        for line in (SOURCE_ROOT / "tools" / "controlplane" / "go.mod").read_text().splitlines():
+            parts = line.split()
+            if len(parts) >= 2 and parts[0] == module:
+                return parts[1]
+    return None
+
+
+def machine() -> dict[str, Any]:
+    memory_kb = _first("/proc/meminfo", "MemTotal")
+    return {
+        "nproc": len(os.sched_getaffinity(0)),
+        "memory_gb": round(int(memory_kb.split()[0]) / 1024 / 1024, 1) if memory_kb else None,
+        "cpu_model": _first("/proc/cpuinfo", "model name"),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "go": _command("go", "version"),
+        "kubernetes": _pinned("k8s.io/kubernetes"),
+        "etcd": _pinned("go.etcd.io/etcd/server/v3"),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def commit() -> dict[str, Any]:
+    status = _command("git", "status", "--porcelain")
+    return {
+        "sha": _command("git", "rev-parse", "HEAD"),
+        "dirty": bool(status) if status is not None else None,
+    }

@@ -1,0 +1,584 @@
+"""The scenarios of the benchmark, each in a namespace of its own with an operator watching only it.
+
+Each returns the keys it fills in the result JSON. Times are `time.monotonic()` differences; "Ready" is
+what `harness.ApiTokenWatch` saw (Ready=True for the current generation, Secret written), never a poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import math
+import os
+import pathlib
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import kubernetes
+
+from apitoken_operator.controller.observer import MAX_PAGE_SIZE as OBSERVER_PAGE_SIZE
+from apitoken_operator.controller.observer import Observer
+from apitoken_operator.devenv.controlplane import ControlPlane
+from apitoken_operator.dynatrace.client import DynatraceClient
+from apitoken_operator.dynatrace.secrets import TokenSecret
+from benchmarks.harness import (
+    GROUP,
+    PLURAL,
+    READ_VERBS,
+    VERSION,
+    ApiTokenWatch,
+    BenchmarkError,
+    CpuMeter,
+    Emulator,
+    Operator,
+    OperatorRun,
+    RequestDelta,
+    apiserver_requests,
+    apitoken,
+    kube_client,
+    percentile,
+    prepare_namespace,
+    progress,
+)
+
+CREATE_THREADS = 16
+READY_TIMEOUT = 60.0
+RESUME_TIMEOUT = 180.0
+
+
+@dataclass(frozen=True)
+class Sizes:
+    latency_tokens: int
+    burst_tokens: int
+    restart_seconds: float
+    drift_tokens: int
+    drift_interval: float
+    drift_window: float
+    rss_tokens: int
+
+
+FULL = Sizes(
+    latency_tokens=100,
+    burst_tokens=1000,
+    restart_seconds=60.0,
+    drift_tokens=10000,
+    drift_interval=2.0,
+    drift_window=20.0,
+    rss_tokens=10000,
+)
+QUICK = Sizes(
+    latency_tokens=100,
+    burst_tokens=200,
+    restart_seconds=10.0,
+    drift_tokens=10000,
+    drift_interval=2.0,
+    drift_window=6.0,
+    rss_tokens=300,
+)
+
+
+@dataclass
+class Context:
+    plane: ControlPlane
+    emulator: Emulator
+    sizes: Sizes
+    workdir: pathlib.Path
+    api: kubernetes.client.ApiClient = field(init=False)
+    runs: list[OperatorRun] = field(default_factory=list)
+    running: list[Operator] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.api = kube_client(self.plane.kubeconfig, pool=CREATE_THREADS * 2)
+
+    @property
+    def custom(self) -> kubernetes.client.CustomObjectsApi:
+        return kubernetes.client.CustomObjectsApi(self.api)
+
+    def watch(self, namespace: str) -> ApiTokenWatch:
+        # its own client: a long-lived watch must not take a connection the creators need
+        return ApiTokenWatch(kube_client(self.plane.kubeconfig, pool=2), namespace)
+
+    def start_operator(self, namespace: str, scenario: str, *args: str) -> Operator:
+        log = self.workdir / f"operator-{len(self.runs) + len(self.running)}-{scenario}.log"
+        operator = Operator(self.plane.kubeconfig, namespace, log, scenario=scenario, args=args)
+        self.running.append(operator)
+        progress(f"{scenario}: operator started (pid {operator.pid}, log {log.name})")
+        return operator
+
+    def stop_operator(self, operator: Operator) -> OperatorRun:
+        if operator in self.running:
+            self.running.remove(operator)
+        run = operator.stop()
+        self.runs.append(run)
+        return run
+
+    def cpu(self, operator: Operator | None = None) -> CpuMeter:
+        """CPU time of each process in play: the control plane, the emulator, this benchmark, the operator."""
+        pids = {component.name: component.process.pid for component in self.plane.components}
+        pids["emulator"] = self.emulator.process.pid
+        pids["benchmark"] = os.getpid()
+        if operator is not None:
+            pids["operator"] = operator.pid
+        return CpuMeter(pids)
+
+    def stop_all(self) -> None:
+        for operator in list(self.running):
+            self.stop_operator(operator)
+
+    def create(self, namespace: str, name: str, *, enabled: bool = True) -> float:
+        """Create one ApiToken; the monotonic time at which the call returned."""
+        self.custom.create_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, apitoken(name, enabled=enabled)
+        )
+        return time.monotonic()
+
+    def delete(self, namespace: str, name: str) -> None:
+        self.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+
+    def create_many(
+        self, namespace: str, names: list[str], *, enabled: Callable[[int], bool]
+    ) -> tuple[float, dict[str, float]]:
+        """Create `names` from CREATE_THREADS threads: the monotonic time at which the first call started,
+        and when each call returned."""
+        returned: dict[str, float] = {}
+        lock = threading.Lock()
+        step = max(1000, len(names) // 10)
+
+        def one(index: int) -> None:
+            at = self.create(namespace, names[index], enabled=enabled(index))
+            with lock:
+                returned[names[index]] = at
+                if len(returned) % step == 0 and len(returned) < len(names):
+                    progress(f"  {len(returned)}/{len(names)} created")
+
+        started = time.monotonic()
+        with ThreadPoolExecutor(CREATE_THREADS) as pool:
+            list(pool.map(one, range(len(names))))
+        return started, returned
+
+    def warm_up(
+        self, namespace: str, watch: ApiTokenWatch, operator: Operator, *, keep: bool = False
+    ) -> None:
+        """One ApiToken to Ready: the operator is up, its watch runs, its connection is resolved."""
+        self.create(namespace, "warm-up")
+        watch.wait(
+            lambda: "warm-up" in watch.ready_at,
+            timeout=READY_TIMEOUT,
+            what="the warm-up ApiToken to be Ready",
+            check=operator.check_alive,
+        )
+        if not keep:
+            self.delete(namespace, "warm-up")
+            watch.wait(
+                lambda: "warm-up" in watch.deleted_at,
+                timeout=READY_TIMEOUT,
+                what="the warm-up ApiToken to be deleted",
+                check=operator.check_alive,
+            )
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 1)
+
+
+def _summary_ms(values: list[float]) -> dict[str, float]:
+    return {
+        "p50": _ms(percentile(values, 0.50)),
+        "p99": _ms(percentile(values, 0.99)),
+        "max": _ms(max(values)),
+        "min": _ms(min(values)),
+        "mean": _ms(statistics.fmean(values)),
+    }
+
+
+def _failed_calls(emulator: Emulator) -> int:
+    """Calls answered with anything but 2xx (throttling, errors, dropped): should be none here."""
+    return sum(
+        number
+        for outcomes in emulator.counters_by_outcome().values()
+        for outcome, number in outcomes.items()
+        if not outcome.startswith("2")
+    )
+
+
+# --- create -> Ready, one after another ---------------------------------------------------------------
+
+
+def apply_to_ready(ctx: Context) -> dict[str, Any]:
+    namespace, count = "bench-latency", ctx.sizes.latency_tokens
+    prepare_namespace(ctx.api, namespace, ctx.emulator)
+    with ctx.watch(namespace) as watch:
+        operator = ctx.start_operator(namespace, "apply_to_ready")
+        ctx.warm_up(namespace, watch, operator, keep=True)
+        ctx.emulator.reset_counters()
+        cpu = ctx.cpu(operator)
+        before = apiserver_requests(ctx.plane)
+        latencies: list[float] = []
+        for index in range(count):
+            name = f"latency-{index:04d}"
+            returned = ctx.create(namespace, name)
+            watch.wait(
+                functools.partial(watch.ready_at.__contains__, name),
+                timeout=READY_TIMEOUT,
+                what=f"{name} to be Ready",
+                check=operator.check_alive,
+            )
+            latencies.append(watch.ready_at[name] - returned)
+        calls = ctx.emulator.counters()
+        spent = cpu.spent()
+        time.sleep(1.0)  # kopf's last patch of the last object
+        requests = RequestDelta.between(before, apiserver_requests(ctx.plane))
+        ctx.stop_operator(operator)
+    progress(f"apply_to_ready: {count} ApiTokens, p50 {_ms(percentile(latencies, 0.5))} ms")
+    return {
+        "apply_to_ready_ms": {
+            "n": count,
+            **_summary_ms(latencies),
+            "dynatrace_calls": sum(calls.values()),
+            "dynatrace_calls_by_operation": calls,
+            "kubernetes_writes_per_token": round((requests.total() - count) / count, 2),
+            "kubernetes_reads_per_token": round(requests.reads() / count, 2),
+            "kubernetes_writes_by_resource": requests.by_resource(),
+            "kubernetes_reads_by_resource": requests.by_resource(READ_VERBS),
+            "cpu_seconds": spent,
+        }
+    }
+
+
+# --- burst, restart, delete ------------------------------------------------------------------------------
+
+
+def burst_restart_delete(ctx: Context) -> dict[str, Any]:
+    namespace, count = "bench-burst", ctx.sizes.burst_tokens
+    prepare_namespace(ctx.api, namespace, ctx.emulator)
+    names = [f"burst-{index:05d}" for index in range(count)]
+    enabled_count = (count + 1) // 2
+
+    def enabled(index: int) -> bool:
+        return index % 2 == 0
+
+    result: dict[str, Any] = {}
+    with ctx.watch(namespace) as watch:
+        operator = ctx.start_operator(namespace, "burst")
+        ctx.warm_up(namespace, watch, operator)
+        ctx.emulator.reset_counters()
+        before = apiserver_requests(ctx.plane)
+        cpu = ctx.cpu(operator)
+        progress(f"burst: creating {count} ApiTokens from {CREATE_THREADS} threads")
+        started, created_at = ctx.create_many(namespace, names, enabled=enabled)
+        created = time.monotonic()
+        watch.wait(
+            lambda: all(name in watch.ready_at for name in names),
+            timeout=max(120.0, count * 0.5),
+            what=f"{count} ApiTokens to be Ready",
+            check=operator.check_alive,
+            report=lambda: f"  {watch.ready_count(names)}/{count} Ready",
+        )
+        last_ready = max(watch.ready_at[name] for name in names)
+        spent = cpu.spent()
+        time.sleep(1.0)  # let trailing writes (kopf's last-handled annotation, Events) land before counting
+        calls = ctx.emulator.counters()
+        failed = _failed_calls(ctx.emulator)
+        writes = RequestDelta.between(before, apiserver_requests(ctx.plane))
+        ours = count  # the benchmark's own POSTs of ApiTokens
+        result["burst"] = {
+            "tokens": count,
+            "enabled": enabled_count,
+            "disabled": count - enabled_count,
+            "seconds": round(last_ready - started, 2),
+            "create_calls_seconds": round(created - started, 2),
+            "dynatrace_calls": sum(calls.values()),
+            "dynatrace_calls_expected": enabled_count + 2 * (count - enabled_count),
+            "dynatrace_calls_by_operation": calls,
+            "dynatrace_calls_failed": failed,
+            "kubernetes_writes": writes.total() - ours,
+            "kubernetes_writes_per_token": round((writes.total() - ours) / count, 2),
+            "kubernetes_write_conflicts": writes.conflicts(),
+            "kubernetes_writes_by_resource": writes.by_resource(),
+            "kubernetes_reads": writes.reads(),
+            "kubernetes_reads_by_resource": writes.by_resource(READ_VERBS),
+            "kubernetes_writes_note": f"every write the apiserver served minus our {ours} creates",
+            "ready_after_create_ms": _summary_ms([watch.ready_at[n] - created_at[n] for n in names]),
+            "cpu_seconds": spent,
+        }
+        progress(f"burst: {count} Ready in {last_ready - started:.2f} s; Dynatrace calls {calls}")
+
+        result["restart"] = _restart(ctx, namespace, operator, watch, names)
+        operator = ctx.running[-1]
+
+        result["burst"].update(_delete(ctx, namespace, operator, watch, names))
+        ctx.stop_operator(operator)
+    return result
+
+
+def _restart(
+    ctx: Context, namespace: str, operator: Operator, watch: ApiTokenWatch, names: list[str]
+) -> dict[str, Any]:
+    """SIGTERM the operator, start it again over the same Ready objects, count what it does.
+
+    The window is `restart_seconds` from the start; if kopf has not resumed every object by then (its
+    "Resuming is processed" log lines), it is extended until it has, up to RESUME_TIMEOUT.
+    """
+    ctx.stop_operator(operator)
+    ctx.emulator.reset_counters()
+    before = apiserver_requests(ctx.plane)
+    events_before = watch.events.copy()
+    seconds = ctx.sizes.restart_seconds
+    operator = ctx.start_operator(namespace, "restart")
+    cpu = ctx.cpu(operator)
+    started = time.monotonic()
+    resumed_at: float | None = None
+    while True:
+        operator.check_alive()
+        now = time.monotonic()
+        if resumed_at is None and operator.log_count("Resuming is processed") >= len(names):
+            resumed_at = now
+        if now - started >= seconds and (resumed_at is not None or now - started >= RESUME_TIMEOUT):
+            break
+        time.sleep(0.5)
+    observed = time.monotonic() - started
+    calls = ctx.emulator.counters()
+    writes = RequestDelta.between(before, apiserver_requests(ctx.plane))
+    modified = watch.events["MODIFIED"] - events_before["MODIFIED"]
+    progress(
+        f"restart: {observed:.0f} s after start: Dynatrace calls {calls}, Kubernetes writes {writes.total()}"
+    )
+    return {
+        "tokens": len(names),
+        "seconds_observed": round(observed, 1),
+        "all_resumed_seconds": round(resumed_at - started, 1) if resumed_at is not None else None,
+        "creates": calls.get("create", 0),
+        "secret_writes": writes.total("secrets"),
+        "dynatrace_calls": sum(calls.values()),
+        "dynatrace_calls_by_operation": calls,
+        "kubernetes_writes": writes.total(),
+        "kubernetes_writes_by_resource": writes.by_resource(),
+        "kubernetes_reads": writes.reads(),
+        "kubernetes_reads_by_resource": writes.by_resource(READ_VERBS),
+        "apitoken_modified_events": modified,
+        "cpu_seconds": cpu.spent(),
+    }
+
+
+def _delete(
+    ctx: Context, namespace: str, operator: Operator, watch: ApiTokenWatch, names: list[str]
+) -> dict[str, Any]:
+    """Delete every object at once; done when all are gone and the emulator holds none of their tokens."""
+    ids = {watch.token_ids[name] for name in names}
+    ctx.emulator.reset_counters()
+    before = apiserver_requests(ctx.plane)
+    progress(f"burst: deleting {len(names)} ApiTokens")
+    cpu = ctx.cpu(operator)
+    started = time.monotonic()
+    with ThreadPoolExecutor(CREATE_THREADS) as pool:
+        list(pool.map(lambda name: ctx.delete(namespace, name), names))
+    watch.wait(
+        lambda: all(name in watch.deleted_at for name in names),
+        timeout=max(120.0, len(names) * 0.5),
+        what=f"{len(names)} ApiTokens to be gone",
+        check=operator.check_alive,
+        report=lambda: f"  {sum(1 for n in names if n in watch.deleted_at)}/{len(names)} gone",
+    )
+    objects_gone = max(watch.deleted_at[name] for name in names)
+    deadline = time.monotonic() + 60
+    while ids & ctx.emulator.token_ids():
+        if time.monotonic() > deadline:
+            raise BenchmarkError("objects are gone but their tokens are still in the emulator after 60 s")
+        time.sleep(0.1)
+    tokens_gone = time.monotonic()
+    spent = cpu.spent()
+    time.sleep(1.0)
+    calls = ctx.emulator.counters()
+    writes = RequestDelta.between(before, apiserver_requests(ctx.plane))
+    ours = len(names)
+    progress(f"burst: all deleted in {objects_gone - started:.2f} s; Dynatrace calls {calls}")
+    return {
+        "delete_seconds": round(max(objects_gone, tokens_gone if ids else 0.0) - started, 2),
+        "delete_objects_gone_seconds": round(objects_gone - started, 2),
+        "delete_tokens_left": len(ids & ctx.emulator.token_ids()),
+        "delete_dynatrace_calls": sum(calls.values()),
+        "delete_dynatrace_calls_by_operation": calls,
+        "delete_kubernetes_writes": writes.total() - ours,
+        "delete_kubernetes_writes_by_resource": writes.by_resource(),
+        "delete_kubernetes_reads": writes.reads(),
+        "delete_cpu_seconds": spent,
+    }
+
+
+# --- drift -------------------------------------------------------------------------------------------
+
+
+async def _refresh(base_url: str, admin: str) -> tuple[float, int]:
+    async with DynatraceClient(base_url, token=TokenSecret(admin)) as client:
+        observer = Observer(client, max_age=0)
+        started = time.perf_counter()
+        await observer.refresh()
+        elapsed = time.perf_counter() - started
+        return elapsed, len(await observer.tokens(max_age=3600))
+
+
+def drift(ctx: Context) -> dict[str, Any]:
+    """The environment topped up to `drift_tokens` tokens (earlier scenarios' tokens count; nothing is
+    removed afterwards, so this runs last), then one drift listing timed and its list calls counted."""
+    emulator = ctx.emulator
+    existing = emulator.token_count()
+    missing = max(0, ctx.sizes.drift_tokens - existing)
+    progress(f"drift: {existing} tokens in the emulator; creating {missing} more")
+    started = time.monotonic()
+    emulator.create_tokens(missing, prefix="drift")
+    create_seconds = time.monotonic() - started
+    total = emulator.token_count()
+    emulator.reset_counters()
+    runs: list[float] = []
+    observed = 0
+    list_calls = 0
+    for attempt in range(3):
+        elapsed, observed = asyncio.run(_refresh(emulator.base_url, emulator.admin_token))
+        runs.append(elapsed)
+        if attempt == 0:
+            list_calls = emulator.counters().get("list", 0)
+    progress(f"drift: {total} tokens listed by {list_calls} call(s) in {statistics.median(runs):.2f} s")
+    result: dict[str, Any] = {
+        "tokens": total,
+        "list_calls": list_calls,
+        "seconds": round(statistics.median(runs), 3),
+        "seconds_runs": [round(r, 3) for r in runs],
+        "observed_tokens": observed,
+        "emulator_create_rate_per_s": round(missing / create_seconds) if missing else None,
+    }
+    result.update(_drift_operator(ctx))
+    return {"drift": result}
+
+
+def _drift_operator(ctx: Context) -> dict[str, Any]:
+    """The real operator, `--drift-interval` short, a few objects of its own among the environment's
+    tokens: its list calls over a window, and how many drift checks (listings of `pages` calls) that is."""
+    namespace, interval, window = "bench-drift", ctx.sizes.drift_interval, ctx.sizes.drift_window
+    prepare_namespace(ctx.api, namespace, ctx.emulator)
+    with ctx.watch(namespace) as watch:
+        operator = ctx.start_operator(namespace, "drift", "--drift-interval", str(interval))
+        ctx.warm_up(namespace, watch, operator, keep=True)
+        names = [f"drift-{index}" for index in range(3)]
+        for name in names:
+            ctx.create(namespace, name)
+        watch.wait(
+            lambda: all(name in watch.ready_at for name in names),
+            timeout=READY_TIMEOUT,
+            what="the drift scenario's ApiTokens to be Ready",
+            check=operator.check_alive,
+        )
+        pages = math.ceil(ctx.emulator.token_count() / OBSERVER_PAGE_SIZE)
+        ctx.emulator.reset_counters()
+        memory_before = operator.memory()
+        deadline = time.monotonic() + window
+        while time.monotonic() < deadline:
+            operator.check_alive()
+            time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+        calls = ctx.emulator.counters()
+        memory = operator.memory()
+        ctx.stop_operator(operator)
+    return {
+        "operator_interval_seconds": interval,
+        "operator_window_seconds": window,
+        "operator_list_calls": calls.get("list", 0),
+        "operator_pages_per_check": pages,
+        "operator_drift_checks": round(calls.get("list", 0) / max(pages, 1), 1),
+        "operator_drift_checks_expected": round(window / interval, 1),
+        "operator_other_calls": sum(calls.values()) - calls.get("list", 0),
+        "operator_rss_mb": memory.rss_mb if memory else None,
+        "operator_rss_mb_before_window": memory_before.rss_mb if memory_before else None,
+    }
+
+
+# --- memory -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Sampler:
+    """Samples (Ready objects, VmRSS) every second, in a thread, while a scenario runs."""
+
+    operator: Operator
+    ready: Callable[[], int]
+    samples: list[tuple[float, int, float]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._started = time.monotonic()
+
+    def __enter__(self) -> _Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            memory = self.operator.memory()
+            if memory is not None:
+                self.samples.append((round(time.monotonic() - self._started, 1), self.ready(), memory.rss_mb))
+
+    def condensed(self, points: int = 12) -> list[dict[str, float]]:
+        if not self.samples:
+            return []
+        step = max(1, len(self.samples) // points)
+        chosen = self.samples[::step]
+        if chosen[-1] != self.samples[-1]:
+            chosen.append(self.samples[-1])
+        return [{"seconds": s, "ready": r, "rss_mb": m} for s, r, m in chosen]
+
+
+def rss(ctx: Context) -> dict[str, Any]:
+    namespace, count = "bench-rss", ctx.sizes.rss_tokens
+    prepare_namespace(ctx.api, namespace, ctx.emulator)
+    names = [f"rss-{index:05d}" for index in range(count)]
+    with ctx.watch(namespace) as watch:
+        operator = ctx.start_operator(namespace, "rss")
+        ctx.warm_up(namespace, watch, operator, keep=True)
+        time.sleep(1.0)
+        idle = operator.memory()
+        cpu = ctx.cpu(operator)
+        with _Sampler(operator, watch.ready_count) as sampler:
+            progress(f"rss: creating {count} ApiTokens")
+            started, _ = ctx.create_many(namespace, names, enabled=lambda index: True)
+            created = time.monotonic()
+            progress(f"rss: {count} created in {created - started:.1f} s; waiting for Ready")
+            watch.wait(
+                lambda: all(name in watch.ready_at for name in names),
+                timeout=max(300.0, count * 0.5),
+                what=f"{count} ApiTokens to be Ready",
+                check=operator.check_alive,
+                report=lambda: (
+                    f"  {watch.ready_count(names)}/{count} Ready, "
+                    f"RSS {getattr(operator.memory(), 'rss_mb', '?')} MB"
+                ),
+                every=10.0,
+            )
+            last_ready = max(watch.ready_at[name] for name in names)
+            spent = cpu.spent()
+            time.sleep(5.0)  # settle: trailing writes, garbage collection
+        memory = operator.memory()
+        if memory is None or idle is None:
+            raise BenchmarkError("cannot read the operator's memory from /proc")
+        ctx.stop_operator(operator)
+    progress(f"rss: {count} Ready; RSS {memory.rss_mb} MB, peak {memory.peak_mb} MB (idle {idle.rss_mb} MB)")
+    return {
+        "rss_mb": {
+            "tokens": count,
+            "peak": memory.peak_mb,
+            "current": memory.rss_mb,
+            "idle": idle.rss_mb,
+            "growth_per_1000_tokens": round((memory.rss_mb - idle.rss_mb) / count * 1000, 1),
+            "create_calls_seconds": round(created - started, 1),
+            "all_ready_seconds": round(last_ready - started, 1),
+            "samples": sampler.condensed(),
+            "cpu_seconds": spent,
+        }
+    }

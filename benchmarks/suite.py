@@ -1,0 +1,145 @@
+"""`python -m benchmarks`: the operator's performance targets, measured end to end on this machine.
+
+    python -m benchmarks --json results.json            # the full run (~25 min on 2 cores)
+    python -m benchmarks --quick --json quick.json      # a smoke run at small sizes (~2 min)
+
+Run from the repository root with the project's venv (.venv/bin/python), on an otherwise idle machine.
+
+Starts one local control plane (with the CRDs), the Tokens API emulator as a subprocess, and for each
+scenario a namespace with a connection Secret and the operator as its own process watching only that
+namespace (log in the work folder, no --verbose). Prints progress on stderr, then a table of the
+targets on stdout, and writes the JSON file. Everything started is stopped at the end, also on Ctrl-C,
+SIGTERM or an error. See docs/performance.md for the method.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import pathlib
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+from apitoken_operator.devenv.controlplane import load_yaml_documents, running_control_plane
+from apitoken_operator.devenv.paths import default_crd_files
+from benchmarks import scenarios
+from benchmarks.harness import BenchmarkError, Emulator, commit, machine, progress
+from benchmarks.report import format_table
+
+SCENARIOS: dict[str, tuple[str, Callable[[scenarios.Context], dict[str, Any]]]] = {
+    "latency": ("apply_to_ready_ms", scenarios.apply_to_ready),
+    "burst": ("burst", scenarios.burst_restart_delete),  # also fills "restart"
+    "rss": ("rss_mb", scenarios.rss),
+    "drift": ("drift", scenarios.drift),  # last: it leaves its tokens in the emulator
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    parser.add_argument("--json", type=pathlib.Path, help="write the results here")
+    parser.add_argument("--quick", action="store_true", help="a smoke run at small sizes (~2 minutes)")
+    parser.add_argument(
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help=f"comma-separated subset of {','.join(SCENARIOS)} (burst includes restart and delete)",
+    )
+    sizes = parser.add_argument_group("sizes (defaults: the issue's; --quick lowers some)")
+    sizes.add_argument("--latency-tokens", type=int, help="ApiTokens created one after another")
+    sizes.add_argument("--burst-tokens", type=int, help="ApiTokens created at once (half enabled)")
+    sizes.add_argument("--restart-seconds", type=float, help="how long the restarted operator is watched")
+    sizes.add_argument("--drift-tokens", type=int, help="tokens put into the emulator for the drift check")
+    sizes.add_argument("--rss-tokens", type=int, help="ApiTokens Ready when the operator's RSS is read")
+    parser.add_argument(
+        "--workdir",
+        type=pathlib.Path,
+        help="keep the control plane's and the operators' logs here (default: a temporary folder, "
+        "removed after a clean run)",
+    )
+    return parser.parse_args(argv)
+
+
+def _sizes(args: argparse.Namespace) -> scenarios.Sizes:
+    base = scenarios.QUICK if args.quick else scenarios.FULL
+    changes = {
+        key: getattr(args, key)
+        for key in ("latency_tokens", "burst_tokens", "restart_seconds", "drift_tokens", "rss_tokens")
+        if getattr(args, key) is not None
+    }
+    return dataclasses.replace(base, **changes)
+
+
+def _interrupt(signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def run(args: argparse.Namespace) -> tuple[dict[str, Any], pathlib.Path]:
+    wanted = [name.strip() for name in args.scenarios.split(",") if name.strip()]
+    unknown = sorted(set(wanted) - set(SCENARIOS))
+    if unknown:
+        raise SystemExit(f"unknown scenario(s) {unknown}; known: {', '.join(SCENARIOS)}")
+    sizes = _sizes(args)
+    workdir = args.workdir or pathlib.Path(tempfile.mkdtemp(prefix="apitoken-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    result: dict[str, Any] = {
+        "quick": args.quick,
+        "sizes": dataclasses.asdict(sizes),
+        "commit": commit(),
+        "errors": {},
+    }
+    started = time.monotonic()
+    crds = load_yaml_documents(default_crd_files())
+    with running_control_plane(workdir=workdir / "controlplane", crds=crds, progress=progress) as plane:
+        result["machine"] = machine()
+        emulator = Emulator(workdir)
+        progress(f"emulator at {emulator.base_url}")
+        context = scenarios.Context(plane=plane, emulator=emulator, sizes=sizes, workdir=workdir)
+        try:
+            for name in wanted:
+                key, scenario = SCENARIOS[name]
+                progress(f"== {name}")
+                try:
+                    result.update(scenario(context))
+                except BenchmarkError as error:
+                    progress(f"{name} failed: {error}")
+                    result["errors"][key] = str(error)
+                    if name == "burst":
+                        result["errors"]["restart"] = str(error)
+                    context.stop_all()
+        finally:
+            context.stop_all()
+            emulator.stop()
+        result["operators"] = [dataclasses.asdict(r) for r in context.runs]
+    result["total_seconds"] = round(time.monotonic() - started, 1)
+    return result, workdir
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        result, workdir = run(args)
+    except KeyboardInterrupt:
+        print("interrupted; everything started was stopped", file=sys.stderr)
+        return 130
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    label = "SMOKE RUN (--quick): small sizes on this machine, not the final figures" if args.quick else ""
+    print()
+    if label:
+        print(label)
+    print(format_table(result))
+    failed = bool(result["errors"])
+    if args.workdir is None and not failed:
+        shutil.rmtree(workdir, ignore_errors=True)
+    else:
+        print(f"logs kept in {workdir}", file=sys.stderr)
+    if args.json:
+        print(f"results written to {args.json}", file=sys.stderr)
+    return 1 if failed else 0
