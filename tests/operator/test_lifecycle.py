@@ -13,9 +13,15 @@ SPEC = {"name": "ci token", "scopes": ["metrics.read", "entities.read"], "enable
 
 
 def test_create_gives_a_ready_token_whose_secret_works_and_status_tells_the_truth(operator_env: OperatorEnv):
-    operator_env.start()
+    operator_env.start("--drift-interval", "1")
     operator_env.apply("sample", SPEC)
     body = operator_env.wait_ready("sample")
+    assert operator_env.calls("create") == 1 and operator_env.calls("get") == 0  # no GET per token
+    # The dates Dynatrace keeps (creationDate, ...) come with the next listing, not a GET per token.
+    body = wait_until(
+        lambda: (b := operator_env.get("sample")) and b["status"].get("creationDate") and b,
+        what="the creation date from the next listing",
+    )
     status = body["status"]
     secret = operator_env.secret_value("sample")
     assert secret is not None and secret.token_id == status["id"]

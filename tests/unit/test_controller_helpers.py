@@ -112,3 +112,16 @@ def test_as_observed_without_expiry() -> None:
     observed = _as_observed(created, create_action(pat=None, expiry=None), owner=None)
     assert observed.expiration_date is None
     assert observed.owner is None
+
+
+def test_deferred_status_patches_combine_like_two_writes() -> None:
+    from apitoken_operator.controller.reconciler import combine_patches, merge_patch
+
+    status = {"id": "old", "pendingCreate": {"attempt": "a"}, "conditions": [1]}
+    first = {"pendingCreate": None}
+    second = {"pendingCreate": {"attempt": "b"}, "id": None}
+    third = {"id": "new", "pendingCreate": None}
+    combined = combine_patches(combine_patches(first, second), third)
+    one_by_one = merge_patch(merge_patch(merge_patch(status, first), second), third)
+    assert merge_patch(status, combined) == one_by_one == {"id": "new", "conditions": [1]}
+    assert combined["pendingCreate"] is None  # the removal survives to the API server

@@ -27,6 +27,8 @@ class Work:
     body: dict[str, Any]
     #: Secret bodies read by the last gather, by name (they carry resourceVersions for safe replaces)
     secret_bodies: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    #: a status patch already applied to `body` but not yet written (it goes out with the next write)
+    deferred_status: dict[str, Any] = field(default_factory=dict)
 
     @property
     def metadata(self) -> dict[str, Any]:

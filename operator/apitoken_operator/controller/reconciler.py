@@ -84,9 +84,12 @@ class Reconciler:
         self._metrics = metrics
         self._clock = clock
         self._locks: dict[str, asyncio.Lock] = {}
+        #: uid -> resourceVersion of this process's last status write (to spot bodies older than it)
+        self._written: dict[str, str] = {}
 
     def forget(self, uid: str) -> None:
         self._locks.pop(uid, None)
+        self._written.pop(uid, None)
 
     async def reconcile(
         self,
@@ -103,7 +106,13 @@ class Reconciler:
         work = Work(body=body)
         lock = self._locks.setdefault(work.uid, asyncio.Lock())
         async with lock:
-            result = await self._reconcile(work, deleting=deleting, ids_of_others=ids_of_others, fresh=fresh)
+            current = await self._current(work)
+            if current is None:  # gone while waiting for the lock: nothing left to do
+                outcome = Outcome(Health.READY, Reason.DELETED, "the object is gone")
+                return Result(outcome, released=True)
+            result = await self._reconcile(
+                current, deleting=deleting, ids_of_others=ids_of_others, fresh=fresh
+            )
         if self._metrics is not None:
             if result.released:
                 self._metrics.forget(namespace=work.namespace, name=work.name)
@@ -116,6 +125,20 @@ class Reconciler:
                     reason=outcome.reason.value,
                 )
         return result
+
+    async def _current(self, work: Work) -> Work | None:
+        """The body to act on: the one given, unless this process wrote the object since it was read.
+
+        A body from a watch event or read before waiting for the lock may predate the last status write
+        (an out-of-band reconcile's, say); acting on it would repeat a rotation or a replacement.
+        """
+        written = self._written.get(work.uid)
+        if written is None or written == work.metadata.get("resourceVersion"):
+            return work
+        body = await self._kube.get_apitoken(work.namespace, work.name)
+        if body is None or body.get("metadata", {}).get("uid") != work.uid:
+            return None
+        return Work(body=body)
 
     async def _reconcile(
         self, work: Work, *, deleting: bool, ids_of_others: Callable[[str], Collection[str]], fresh: bool
@@ -179,11 +202,8 @@ class Reconciler:
             logger.debug("%s: %s -> %s", work.reference, step.check, type(step.action).__name__)
             action = step.action
             if isinstance(action, a.InSync):
-                if state.token is not None and state.token.creation_date is None and state.token.id:
-                    # made by this process: the create answer lacks the dates the status shows
-                    fetched = await connection.client.get(state.token.id)
-                    connection.observer.remember(fetched)
-                    state = replace(state, token=fetched)
+                # A token made just now lacks the dates only a listing reports (creationDate, ...): the
+                # next listing fills them in, rather than one GET per token.
                 return await self._in_sync(work, state)
             if isinstance(action, a.Stall):
                 self._event(work, "Warning", action.reason, action.message)
@@ -248,6 +268,7 @@ class Reconciler:
                         "secretAvailable": True,
                         **({"retiringTokens": retiring} if retiring else {}),
                     },
+                    defer=True,
                 )
                 for stale in (*([replaces] if replaces and not grace else []), *extra):
                     await self._delete_token(connection, stale)
@@ -260,7 +281,7 @@ class Reconciler:
             case a.AbandonPendingCreate(token_ids=token_ids):
                 for token_id in token_ids:
                     await self._delete_token(connection, token_id)
-                await self._write_status(work, {"pendingCreate": None})
+                await self._write_status(work, {"pendingCreate": None}, defer=True)
                 if token_ids:
                     self._event(
                         work,
@@ -269,7 +290,9 @@ class Reconciler:
                         f"deleted {', '.join(token_ids)}: made by a create whose answer was lost",
                     )
             case a.RecoverIdFromSecret(token_id=token_id):
-                await self._write_status(work, {"id": token_id, "secretName": desired.secret_name})
+                await self._write_status(
+                    work, {"id": token_id, "secretName": desired.secret_name}, defer=True
+                )
                 self._event(
                     work, "Normal", Reason.RECOVERED, f"recovered token id {token_id} from the Secret"
                 )
@@ -310,7 +333,7 @@ class Reconciler:
                 if source != target:  # a crash before this is mended by previous_secret_is_gone
                     uid = ((work.secret_bodies.get(source) or {}).get("metadata") or {}).get("uid")
                     await self._kube.delete_secret(work.namespace, source, uid=uid)
-                await self._write_status(work, {"secretName": target})
+                await self._write_status(work, {"secretName": target}, defer=True)
                 self._event(
                     work, "Normal", Reason.SECRET_MOVED, f"moved the token's secret from {source} to {target}"
                 )
@@ -319,7 +342,9 @@ class Reconciler:
                 await self._kube.delete_secret(work.namespace, name, uid=uid)
             case a.AdoptToken(token_id=token_id):
                 await self._write_status(
-                    work, {"id": token_id, "secretAvailable": False, "secretName": desired.secret_name}
+                    work,
+                    {"id": token_id, "secretAvailable": False, "secretName": desired.secret_name},
+                    defer=True,
                 )
                 self._event(
                     work,
@@ -331,7 +356,7 @@ class Reconciler:
             case a.DeleteRetiredToken(token_id=token_id):
                 await self._delete_token(connection, token_id)
                 remaining = [t for t in work.status.get("retiringTokens") or [] if t.get("id") != token_id]
-                await self._write_status(work, {"retiringTokens": remaining or None})
+                await self._write_status(work, {"retiringTokens": remaining or None}, defer=True)
                 self._event(
                     work, "Normal", Reason.RETIRED, f"deleted token {token_id}: its grace period is over"
                 )
@@ -384,6 +409,7 @@ class Reconciler:
                 **({"lastRotationRequest": action.rotation_request} if action.rotation_request else {}),
                 **({"retiringTokens": retiring} if retiring else {}),
             },
+            defer=True,
         )
         if action.replaces and not grace:
             await self._delete_token(connection, action.replaces)
@@ -510,7 +536,7 @@ class Reconciler:
             patch: dict[str, Any] = {**self._conditions(work, outcome), **(extra or {})}
             if token is not None:
                 patch.update(token_fields(token))
-            if self._changes(work.status, patch):
+            if self._changes(work.status, patch) or work.deferred_status:
                 try:
                     await self._write_status(work, patch)
                 except KubeError as error:
@@ -540,13 +566,51 @@ class Reconciler:
                 return True
         return False
 
-    async def _write_status(self, work: Work, patch: dict[str, Any]) -> None:
+    async def _write_status(self, work: Work, patch: dict[str, Any], *, defer: bool = False) -> None:
+        """Patch the status, or with `defer` only record the patch, to go out with the next write.
+
+        Deferring is for what needs no durability of its own (the Secret already records it, or the
+        step is safe to repeat): it saves one Kubernetes write per step. An intent must never be deferred.
+        """
+        if defer:
+            work.deferred_status = combine_patches(work.deferred_status, patch)
+            work.body["status"] = merge_patch(work.status, patch)
+            return
+        patch = combine_patches(work.deferred_status, patch)
         written = await self._kube.patch_apitoken_status(work.namespace, work.name, patch)
+        work.deferred_status = {}
         work.body["status"] = written.get("status") or {}
-        work.metadata["resourceVersion"] = written.get("metadata", {}).get("resourceVersion")
+        version = written.get("metadata", {}).get("resourceVersion")
+        work.metadata["resourceVersion"] = version
+        if version:
+            self._written[work.uid] = version
 
     def _event(self, work: Work, kind: str, reason: str, message: str) -> None:
         self._events(work.body, type=kind, reason=str(reason), message=message)
+
+
+def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """RFC 7386 merge patch of plain dicts, as the API server applies it (None removes a key)."""
+    result = dict(target)
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        elif isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = merge_patch(result[key], value)
+        else:
+            result[key] = value
+    return result
+
+
+def combine_patches(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
+    """One merge patch doing what `first` then `second` would (a None, "remove", is kept as such)."""
+    result = dict(first)
+    for key, value in second.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = combine_patches(result[key], value)
+        else:
+            result[key] = value
+    return result
 
 
 def _as_observed(created: ApiTokenCreated, action: a.CreateToken, *, owner: str | None) -> ApiToken:
