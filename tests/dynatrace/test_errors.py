@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import random
+import string
 
 import pytest
 
 from apitoken_operator.dynatrace import errors
 from apitoken_operator.dynatrace.models import ApiTokenCreate
 
-SECRET = "dt0c01.ST2EY72KQINMH574WMNVI7YN.G3DFPBEJYMODIDAEX454M7YWBUVEFOWKPRVMWFASS64NFH52PX6BNDVFFM572RZM"
-TOKEN_ID = "dt0c01.ST2EY72KQINMH574WMNVI7YN"
+_ALPHABET = string.ascii_uppercase + string.digits
+#: made at run time, so that any full token in the repository or in output is a leak
+TOKEN_ID = "dt0c01." + "".join(random.choices(_ALPHABET, k=24))
+SECRET = TOKEN_ID + "." + "".join(random.choices(_ALPHABET, k=64))
 
 
 def envelope(code: int, message: str, violations: list[dict[str, str]] | None = None) -> dict[str, object]:
