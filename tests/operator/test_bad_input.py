@@ -118,3 +118,22 @@ def test_deletion_without_credentials_says_how_to_release(operator_env: Operator
     )
     operator_env.wait_gone("stuck")
     assert operator_env.emulator.emulator.record_of(token_id) is not None  # released, not deleted
+
+
+def test_a_rotated_connection_token_is_picked_up_without_a_restart(operator_env: OperatorEnv):
+    operator_env.start()
+    operator_env.apply("first", GOOD)
+    operator_env.wait_ready("first")
+    new_admin = operator_env.emulator.create_token(
+        "second admin", ["apiTokens.read", "apiTokens.write"], owner="admin@example.com"
+    )
+    operator_env.core.patch_namespaced_secret(
+        "dynatrace-connection", operator_env.namespace, {"stringData": {"apiToken": new_admin.reveal()}}
+    )
+    old_admin = operator_env.emulator.emulator.record_of(operator_env.emulator.admin_token)
+    operator_env.emulator.call(
+        operator_env.emulator.store.update, old_admin, now=operator_env.emulator.clock(), enabled=False
+    )  # the old one is revoked
+    operator_env.apply("second", {**GOOD, "name": "second"})
+    operator_env.wait_ready("second")
+    assert "Traceback" not in operator_env.log_text()

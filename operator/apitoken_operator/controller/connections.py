@@ -62,6 +62,8 @@ class Connections:
         self._settings = settings
         self._metrics = metrics
         self._by_credential: dict[str, Connection] = {}
+        #: connection Secret (namespace/name) -> the credential it held when last read
+        self._credential_of: dict[str, str] = {}
         #: given to every connection's observer: ids whose tokens changed between listings
         self.on_change: Callable[[set[str]], None] | None = None
 
@@ -112,7 +114,18 @@ class Connections:
                 name=f"{namespace}/{name}", client=client, observer=observer, is_default=is_default
             )
             self._by_credential[credential] = connection
+        await self._retire_replaced(f"{namespace}/{name}", credential)
         return connection
+
+    async def _retire_replaced(self, secret: str, credential: str) -> None:
+        """A connection Secret now holds other credentials: close the old client once nothing names it."""
+        previous = self._credential_of.get(secret)
+        self._credential_of[secret] = credential
+        if previous is None or previous == credential or previous in self._credential_of.values():
+            return
+        stale = self._by_credential.pop(previous, None)
+        if stale is not None:
+            await stale.client.aclose()
 
     def all(self) -> list[Connection]:
         return list(self._by_credential.values())
