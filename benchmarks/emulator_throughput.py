@@ -22,19 +22,12 @@ from pathlib import Path
 
 import aiohttp
 
+from benchmarks.harness import emulator_command
+
 
 def _start_emulator(admin_file: Path) -> tuple[subprocess.Popen[str], str]:
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "apitoken_operator",
-            "emulator",
-            "--port",
-            "0",
-            "--admin-token-file",
-            str(admin_file),
-        ],
+        emulator_command(admin_file),
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "APITOKEN_EMULATOR_VALIDATE": "0"},

@@ -49,6 +49,20 @@ def progress(message: str) -> None:
     print(f"[{time.monotonic() - _started:7.1f}s] {message}", file=sys.stderr, flush=True)
 
 
+def emulator_command(admin_file: pathlib.Path) -> list[str]:
+    """The emulator CLI on a free port, writing its admin token to `admin_file` (both benchmarks use it)."""
+    return [
+        sys.executable,
+        "-m",
+        "apitoken_operator",
+        "emulator",
+        "--port",
+        "0",
+        "--admin-token-file",
+        str(admin_file),
+    ]
+
+
 class BenchmarkError(RuntimeError):
     """A scenario could not finish (a timeout, a process that died); the message says what and where."""
 
@@ -141,16 +155,7 @@ class Emulator:
         self.admin_file = workdir / "emulator-admin.token"
         self.log = workdir / "emulator.log"
         self.process = _spawn(
-            [
-                sys.executable,
-                "-m",
-                "apitoken_operator",
-                "emulator",
-                "--port",
-                "0",
-                "--admin-token-file",
-                str(self.admin_file),
-            ],
+            emulator_command(self.admin_file),
             log=self.log,
             stdout_pipe=True,
         )
