@@ -38,16 +38,33 @@ from apitoken_operator.settings import OperatorSettings
 logger = logging.getLogger(__name__)
 
 CRASH_ENV = "APITOKEN_OPERATOR_CRASH_AT"
+#: where a create (first token, replacement, rotation) can be interrupted
 CRASH_STEPS = ("after-intent", "after-create", "after-secret", "before-status")
+#: where deleting a token (object deletion, replacement without grace, end of a grace period) can be
+DELETE_CRASH_STEPS = ("before-token-delete", "after-token-delete")
 MAX_STEPS = 10
 SECRET_WRITE_ATTEMPTS = 8
 TRANSIENT_RETRY = 10.0
 OUTCOME_UNKNOWN_RETRY = 2.0
 
 
+_crash_hits: dict[str, int] = {}
+
+
 def crashpoint(step: str) -> None:
-    """Exit at once, like kill -9, when `APITOKEN_OPERATOR_CRASH_AT` names this step (tests only)."""
-    if os.environ.get(CRASH_ENV) == step:
+    """Exit at once, like kill -9, when `APITOKEN_OPERATOR_CRASH_AT` names this step (tests only).
+
+    `step:N` exits at the step's Nth pass instead of its first, so that a run with many objects can
+    be cut at a different moment each time.
+    """
+    wanted = os.environ.get(CRASH_ENV)
+    if not wanted or not wanted.startswith(step):
+        return
+    name, _, nth = wanted.partition(":")
+    if name != step:
+        return
+    _crash_hits[step] = _crash_hits.get(step, 0) + 1
+    if _crash_hits[step] >= int(nth or 1):
         logging.shutdown()
         os._exit(137)
 
@@ -469,8 +486,10 @@ class Reconciler:
         work.secret_bodies[desired.secret_name] = written
 
     async def _delete_token(self, connection: Connection, token_id: str) -> None:
+        crashpoint("before-token-delete")
         with contextlib.suppress(errors.NotFound):  # already gone: the goal of a delete
             await connection.client.delete(token_id)
+        crashpoint("after-token-delete")
         connection.observer.forget(token_id)
 
     # --- outcomes --------------------------------------------------------------------------------------
