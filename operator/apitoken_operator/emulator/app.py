@@ -115,6 +115,9 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         emulator.counters.record(operation, DROPPED)
         request.protocol.force_close()
         return web.Response(status=204)  # never sent: the transport is closed
+    except ConnectionResetError:  # the client went away mid-request (killed): nobody to answer
+        emulator.counters.record(operation, DROPPED)
+        return web.Response(status=204)
     except Exception as error:
         log.exception("unhandled error in %s", operation)
         if emulator.contract is not None:
