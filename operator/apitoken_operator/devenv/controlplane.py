@@ -47,6 +47,8 @@ class Component:
     name: str
     process: subprocess.Popen[bytes]
     log: pathlib.Path
+    #: the command it was started with, kept so that it can be started again after `stop()`
+    command: list[str] = field(default_factory=list)
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -58,6 +60,12 @@ class Component:
 
     def stop(self) -> None:
         stop_process_group(self.process, timeout=STOP_TIMEOUT)
+
+    def restart(self) -> None:
+        """Start the same command again after `stop()`, into the same log: same ports, same data."""
+        if self.alive():
+            raise ControlPlaneError(f"{self.name} is still running")
+        self.process = _popen(self.command, self.log)
 
 
 def stop_process_group(process: subprocess.Popen[bytes], *, timeout: float) -> None:
@@ -97,6 +105,21 @@ class ControlPlane:
     def stop(self) -> None:
         for component in reversed(self.components):  # controller-manager, apiserver, then etcd
             component.stop()
+
+    def component(self, name: str) -> Component:
+        return next(c for c in self.components if c.name == name)
+
+    def stop_apiserver(self) -> None:
+        """Stop kube-apiserver alone, as an outage or an upgrade would: etcd keeps every object."""
+        self.component("kube-apiserver").stop()
+
+    def start_apiserver(self) -> None:
+        """Start kube-apiserver again on the same port and etcd, and wait until it is ready."""
+        apiserver = self.component("kube-apiserver")
+        apiserver.restart()
+        _wait_for(
+            lambda: self.request("GET", "/readyz") == "ok", what="kube-apiserver /readyz", component=apiserver
+        )
 
     def request(self, method: str, path: str, body: Any | None = None) -> Any:
         """A raw admin call to the API server, standard library only (used before clients are set up)."""
@@ -264,8 +287,14 @@ def _start(
 
 def _spawn(plane: ControlPlane, name: str, command: list[str]) -> Component:
     log = plane.workdir / f"{name}.log"
+    component = Component(name=name, process=_popen(command, log), log=log, command=command)
+    plane.components.append(component)
+    return component
+
+
+def _popen(command: list[str], log: pathlib.Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as sink:
-        process = subprocess.Popen(
+        return subprocess.Popen(
             command,
             stdout=sink,
             stderr=subprocess.STDOUT,
@@ -273,9 +302,6 @@ def _spawn(plane: ControlPlane, name: str, command: list[str]) -> Component:
             start_new_session=True,
             preexec_fn=die_with_parent,  # noqa: PLW1509
         )
-    component = Component(name=name, process=process, log=log)
-    plane.components.append(component)
-    return component
 
 
 def die_with_parent() -> None:
