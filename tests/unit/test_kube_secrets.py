@@ -258,6 +258,29 @@ def test_body_replacing_an_existing_secret_keeps_what_others_put_there() -> None
     assert existing["metadata"]["labels"]["team"] == "b"  # the input is not modified
 
 
+@pytest.mark.parametrize(
+    "refs",
+    [None, [owner_ref("another-apitokens-uid")], [owner_ref(controller=False)], [owner_ref(controller=None)]],
+    ids=["nobody's", "another ApiToken's", "owned but not controlled", "controller unset"],
+)
+def test_body_never_replaces_a_secret_this_apitoken_does_not_control(
+    refs: list[dict[str, Any]] | None,
+) -> None:
+    """A create that lost a race for the name meets the winner's Secret: it must not take it over."""
+    existing = secret_body({"token": b64("theirs")}, refs=refs, resourceVersion="4711")
+    with pytest.raises(secrets.SecretNotOurs) as refused:
+        secrets.body(
+            WANT,
+            secret=TokenSecret(full_token(ID)),
+            token_id=ID,
+            reference="team-a/web",
+            apitoken=APITOKEN,
+            existing=existing,
+        )
+    assert refused.value.conflict
+    assert "'web'" in str(refused.value) and "not overwritten" in str(refused.value)
+
+
 def test_a_written_body_reads_back_as_the_operators_secret() -> None:
     body = secrets.body(
         WANT, secret=TokenSecret(full_token(ID)), token_id=ID, reference="r", apitoken=APITOKEN

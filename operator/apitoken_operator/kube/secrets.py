@@ -11,8 +11,26 @@ import binascii
 from typing import Any
 
 from apitoken_operator.dynatrace.secrets import TokenSecret
+from apitoken_operator.kube.api import KubeError
 from apitoken_operator.reconcile.model import Desired, SecretFacts
 from apitoken_operator.reconcile.secret_layout import secret_annotations, secret_labels
+
+
+class SecretNotOurs(KubeError):
+    """The Secret exists and is not controlled by this ApiToken (another ApiToken's, or anybody's): it is
+    never overwritten. Seen when two writers race for one name: the loser's create meets a Secret that
+    was not there when it looked."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            409, f"Secret {name!r} already exists and is not managed by this ApiToken; it is not overwritten"
+        )
+
+
+def controlled_by(body: dict[str, Any], owner_uid: str) -> bool:
+    """Whether the Secret's controller ownerReference is the ApiToken with this uid."""
+    refs = (body.get("metadata") or {}).get("ownerReferences") or ()
+    return any(ref.get("uid") == owner_uid and ref.get("controller") for ref in refs)
 
 
 def facts(name: str, body: dict[str, Any] | None, *, key: str, owner_uid: str) -> SecretFacts:
@@ -20,9 +38,7 @@ def facts(name: str, body: dict[str, Any] | None, *, key: str, owner_uid: str) -
         return SecretFacts(name=name)
     metadata = body.get("metadata") or {}
     data = body.get("data") or {}
-    owned = any(
-        ref.get("uid") == owner_uid and ref.get("controller") for ref in metadata.get("ownerReferences") or ()
-    )
+    owned = controlled_by(body, owner_uid)
     return SecretFacts(
         name=name,
         exists=True,
@@ -81,8 +97,11 @@ def body(
     """A whole Secret holding only the token (no surrounding whitespace) under the desired key.
 
     With `existing`, its resourceVersion and unrelated labels/annotations are kept, so a replace is a
-    compare-and-swap and does not wipe what others put there.
+    compare-and-swap and does not wipe what others put there. An `existing` Secret this ApiToken does not
+    control raises `SecretNotOurs`: somebody else's Secret is never replaced.
     """
+    if existing is not None and not controlled_by(existing, apitoken["metadata"]["uid"]):
+        raise SecretNotOurs(desired.secret_name)
     meta = metadata(desired, token_id=token_id, reference=reference, apitoken=apitoken)
     meta["name"] = desired.secret_name
     meta["namespace"] = apitoken["metadata"]["namespace"]
