@@ -1,9 +1,12 @@
-"""kopf registrations only: turn kopf's calls into `Reconciler.reconcile` and its results into retries.
+"""kopf registrations only: turn watch events into `Reconciler.reconcile` and its results into retries.
 
-Handlers return nothing (a return value would be stored in the status, and must never carry a
-secret); the reconciler writes the status itself. What kopf's change handlers do not cover — a
-managed Secret edited, drift found by a listing, a renewal or a grace period coming due — goes
-through one `Scheduler` as out-of-band reconciles of the same, per-object-locked `Reconciler`.
+ApiTokens are reconciled from raw watch events (`kopf.on.event`), not kopf's change handlers: those
+cost two extra writes per object (kopf's finalizer and its last-handled-configuration annotation)
+and a round trip before the first handler runs. `reconcile.attention` decides which events matter;
+the reconciler adds and removes its own finalizer. Everything that is not an event about the object
+itself — a retry, a managed Secret edited, drift found by a listing, a renewal or a grace period
+coming due — goes through one `Scheduler` as a reconcile of a freshly read body, through the same
+per-object-locked `Reconciler`.
 """
 
 from __future__ import annotations
@@ -18,21 +21,26 @@ from typing import Any, cast
 import kopf
 
 from apitoken_operator.controller.connections import Connections
-from apitoken_operator.controller.gather import RELEASE_ANNOTATION
-from apitoken_operator.controller.reconciler import Reconciler, Result
+from apitoken_operator.controller.reconciler import TRANSIENT_RETRY, Reconciler, Result
 from apitoken_operator.controller.scheduler import Scheduler
 from apitoken_operator.dynatrace.secrets import install_log_masking
 from apitoken_operator.kube import api
 from apitoken_operator.metrics import Metrics
+from apitoken_operator.reconcile.attention import (
+    CHECK_ANNOTATION,
+    FINALIZER,
+    needs_reconcile,
+    release_requested,
+)
 from apitoken_operator.reconcile.reasons import Reason
 from apitoken_operator.reconcile.secret_layout import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from apitoken_operator.settings import OperatorSettings
 
-FINALIZER = "dynatrace.apitokens.io/finalizer"
 #: kopf marks its storage prefix and ignores every annotation under it, so it must not be the prefix of
 #: the annotations users set (rotate, check, release).
 ANNOTATION_PREFIX = "kopf.dynatrace.apitokens.io"
-CHECK_ANNOTATION = "dynatrace.apitokens.io/check"
+#: kopf removes *its* finalizer from objects no change handler needs: never let that be ours
+KOPF_FINALIZER = "kopf.dynatrace.apitokens.io/unused"
 RESOURCE = (api.GROUP, api.VERSION, api.PLURAL)
 logger = logging.getLogger(__name__)
 
@@ -56,6 +64,16 @@ class Runtime:
     #: kopf's live index of recorded token ids, captured from the first handler call
     token_index: TokenIndex | None = None
     background: set[asyncio.Task[None]] = field(default_factory=set)
+    #: uids reconciled since start-up (the first event of every other object is a resume)
+    seen: set[str] = field(default_factory=set)
+    #: uid -> the check annotation's value when last reconciled (only objects that carry one)
+    checks: dict[str, str] = field(default_factory=dict)
+
+    def forget(self, uid: str) -> None:
+        self.seen.discard(uid)
+        self.checks.pop(uid, None)
+        if self.reconciler is not None:
+            self.reconciler.forget(uid)
 
     def spawn(self, coroutine: Any) -> None:
         task = asyncio.create_task(coroutine)
@@ -69,7 +87,7 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:  # noqa: PLR0915 
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         install_log_masking()
-        settings.persistence.finalizer = FINALIZER
+        settings.persistence.finalizer = KOPF_FINALIZER
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
             prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
@@ -122,50 +140,24 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:  # noqa: PLR0915 
             return None
         return {token_id: (uid or "", namespace or "", name or "")}
 
-    @kopf.on.resume(*RESOURCE, id="reconcile", registry=registry)
-    @kopf.on.create(*RESOURCE, id="reconcile", registry=registry)
-    @kopf.on.update(*RESOURCE, id="reconcile", registry=registry)
-    async def reconcile(body: kopf.Body, old: Any, new: Any, **kwargs: Any) -> None:
-        index = _capture_index(runtime, kwargs)
-        fresh = _annotation(old, CHECK_ANNOTATION) != _annotation(new, CHECK_ANNOTATION)
-        result = await _reconciler(runtime).reconcile(_copy(body), ids_of_others=_others(index), fresh=fresh)
-        _follow_up(runtime, body, result)
-        if result.retry_after is not None:
-            raise kopf.TemporaryError(result.outcome.message, delay=result.retry_after)
-
-    @kopf.on.delete(*RESOURCE, id="delete", registry=registry)
-    async def delete(body: kopf.Body, **kwargs: Any) -> None:
-        others = _others(_capture_index(runtime, kwargs))
-        result = await _reconciler(runtime).reconcile(_copy(body), deleting=True, ids_of_others=others)
-        if not result.released:
-            raise kopf.TemporaryError(result.outcome.message, delay=result.retry_after or 10)
-        _reconciler(runtime).forget(body.get("metadata", {}).get("uid", ""))
-
-    @kopf.on.event(*RESOURCE, id="release", registry=registry)
-    async def release(body: kopf.Body, **_: Any) -> None:
-        """The release annotation on an object being deleted lets it go at once, not at the next retry."""
-        metadata = body.get("metadata", {})
-        if not (
-            metadata.get("deletionTimestamp")
-            and FINALIZER in (metadata.get("finalizers") or ())
-            and (metadata.get("annotations") or {}).get(RELEASE_ANNOTATION) == "true"
-        ):
+    @kopf.on.event(*RESOURCE, id="reconcile", registry=registry)
+    async def apitoken_event(event: kopf.RawEvent, body: kopf.Body, **kwargs: Any) -> None:
+        _capture_index(runtime, kwargs)
+        uid = body.get("metadata", {}).get("uid", "")
+        if event.get("type") == "DELETED":
+            runtime.forget(uid)
             return
-        token_id = body.get("status", {}).get("id") or "(none)"
-        _post_event(
-            dict(body),
-            type="Normal",
-            reason=Reason.RELEASED,
-            message=f"released by annotation; token {token_id} left in Dynatrace",
-        )
-        assert runtime.api_client is not None
-        await api.Kube(runtime.api_client).release_finalizer(
-            metadata["namespace"],
-            metadata["name"],
-            finalizer=FINALIZER,
-            finalizers=list(metadata.get("finalizers") or ()),
-            resource_version=metadata.get("resourceVersion"),
-        )
+        if release_requested(body):
+            await _release(runtime, _copy(body))
+            return
+        reconciler = _reconciler(runtime)
+        if reconciler.own_echo(body):
+            return
+        why = needs_reconcile(body, first_sight=uid not in runtime.seen, last_check=runtime.checks.get(uid))
+        if why is not None:
+            metadata = body.get("metadata", {})
+            logger.debug("%s/%s: reconciling: %s", metadata.get("namespace"), metadata.get("name"), why)
+            await _reconcile_body(runtime, _copy(body))
 
     @kopf.on.event(
         "",
@@ -196,16 +188,72 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:  # noqa: PLR0915 
 
 
 async def _reconcile_out_of_band(runtime: Runtime, key: Hashable) -> None:
+    """A retry or a wake-up: reconcile what the object is now, whatever event was seen last."""
     namespace, name = cast(tuple[str, str], key)
     assert runtime.api_client is not None
     body = await api.Kube(runtime.api_client).get_apitoken(namespace, name)
-    if body is None or body.get("metadata", {}).get("deletionTimestamp"):
+    if body is None:
         return
+    if release_requested(body):
+        await _release(runtime, body)
+    elif body.get("metadata", {}).get("deletionTimestamp") is None or FINALIZER in (
+        body["metadata"].get("finalizers") or ()
+    ):
+        await _reconcile_body(runtime, body)
+
+
+async def _reconcile_body(runtime: Runtime, body: dict[str, Any]) -> None:
+    """One reconcile; whatever it leaves to do later (a retry, a renewal) goes to the scheduler."""
+    metadata = body.get("metadata", {})
+    uid, key = metadata.get("uid", ""), (metadata.get("namespace"), metadata.get("name"))
+    check = (metadata.get("annotations") or {}).get(CHECK_ANNOTATION)
+    fresh = uid in runtime.seen and check != runtime.checks.get(uid)
+    runtime.seen.add(uid)
+    if check is None:
+        runtime.checks.pop(uid, None)
+    else:
+        runtime.checks[uid] = check
     others = _others(runtime.token_index) if runtime.token_index is not None else (lambda uid: ())
-    result = await _reconciler(runtime).reconcile(body, ids_of_others=others)
+    deleting = bool(metadata.get("deletionTimestamp"))
+    try:
+        result = await _reconciler(runtime).reconcile(
+            body, deleting=deleting, ids_of_others=others, fresh=fresh
+        )
+    except Exception:  # a bug or an unforeseen answer: say so, and keep trying this object
+        logger.exception("%s/%s: reconcile failed; retrying in %.0f s", *key, TRANSIENT_RETRY)
+        _retry(runtime, key, TRANSIENT_RETRY)
+        return
+    if result.released:
+        runtime.forget(uid)
+        return
     _follow_up(runtime, body, result)
-    if result.retry_after is not None and runtime.scheduler is not None:
-        runtime.scheduler.schedule(key, result.retry_after)
+    if result.retry_after is not None:
+        _retry(runtime, key, result.retry_after)
+
+
+def _retry(runtime: Runtime, key: Hashable, delay: float) -> None:
+    if runtime.scheduler is not None:
+        runtime.scheduler.schedule(key, delay)
+
+
+async def _release(runtime: Runtime, body: dict[str, Any]) -> None:
+    """The release annotation on an object being deleted lets it go at once, leaving its token."""
+    metadata = body.get("metadata", {})
+    token_id = body.get("status", {}).get("id") or "(none)"
+    _post_event(
+        body,
+        type="Normal",
+        reason=Reason.RELEASED,
+        message=f"released by annotation; token {token_id} left in Dynatrace",
+    )
+    assert runtime.api_client is not None
+    await api.Kube(runtime.api_client).remove_finalizer(
+        metadata["namespace"],
+        metadata["name"],
+        finalizer=FINALIZER,
+        finalizers=list(metadata.get("finalizers") or ()),
+    )
+    runtime.forget(metadata.get("uid", ""))
 
 
 def _follow_up(runtime: Runtime, body: Any, result: Result) -> None:
@@ -247,13 +295,6 @@ def _capture_index(runtime: Runtime, kwargs: dict[str, Any]) -> TokenIndex:
         runtime.spawn(_check_for_drift(runtime))
     runtime.token_index = index
     return index
-
-
-def _annotation(essence: Any, key: str) -> str | None:
-    """An annotation of kopf's old/new essence (None on create and resume)."""
-    if not isinstance(essence, dict):
-        return None
-    return (essence.get("metadata", {}).get("annotations") or {}).get(key)
 
 
 def _reconciler(runtime: Runtime) -> Reconciler:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -29,6 +30,8 @@ class Work:
     secret_bodies: dict[str, dict[str, Any] | None] = field(default_factory=dict)
     #: a status patch already applied to `body` but not yet written (it goes out with the next write)
     deferred_status: dict[str, Any] = field(default_factory=dict)
+    #: the finalizer being added, written alongside the first status write (awaited before any change)
+    finalizing: asyncio.Task[str] | None = None
 
     @property
     def metadata(self) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import os
 import uuid
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Coroutine, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -28,6 +28,7 @@ from apitoken_operator.kube import secrets
 from apitoken_operator.kube.api import Kube, KubeError
 from apitoken_operator.metrics import Metrics
 from apitoken_operator.reconcile import actions as a
+from apitoken_operator.reconcile.attention import FINALIZER
 from apitoken_operator.reconcile.model import Desired, Input, SpecError
 from apitoken_operator.reconcile.plan import next_renewal, plan
 from apitoken_operator.reconcile.policy import policy_violation
@@ -43,6 +44,7 @@ CRASH_STEPS = ("after-intent", "after-create", "after-secret", "before-status")
 #: where deleting a token (object deletion, replacement without grace, end of a grace period) can be
 DELETE_CRASH_STEPS = ("before-token-delete", "after-token-delete")
 MAX_STEPS = 10
+WRITES_REMEMBERED = 8
 SECRET_WRITE_ATTEMPTS = 8
 TRANSIENT_RETRY = 10.0
 OUTCOME_UNKNOWN_RETRY = 2.0
@@ -101,12 +103,37 @@ class Reconciler:
         self._metrics = metrics
         self._clock = clock
         self._locks: dict[str, asyncio.Lock] = {}
-        #: uid -> resourceVersion of this process's last status write (to spot bodies older than it)
-        self._written: dict[str, str] = {}
+        #: uid -> resourceVersions of this process's recent writes, in batches (a batch's writes went
+        #: out together, their order unknown); bodies older than the last batch are stale
+        self._written: dict[str, list[set[str]]] = {}
+
+        #: uid -> what the last reconcile acted on (see `_inputs`)
+        self._acted_on: dict[str, tuple[Any, ...]] = {}
 
     def forget(self, uid: str) -> None:
         self._locks.pop(uid, None)
         self._written.pop(uid, None)
+        self._acted_on.pop(uid, None)
+
+    def own_echo(self, body: Mapping[str, Any]) -> bool:
+        """The event of this process's own write, carrying nothing it has not acted on already.
+
+        An earlier write of the same reconcile always qualifies (the event of the later one is still to
+        come, carrying any change made meanwhile); the last one only if nobody changed the object's
+        inputs in between. Its retry, if any, is already scheduled.
+        """
+        metadata = body.get("metadata") or {}
+        uid = str(metadata.get("uid"))
+        batches = self._written.get(uid) or []
+        version = metadata.get("resourceVersion")
+        if any(version in batch for batch in batches[:-1]):
+            return True
+        return bool(batches) and version in batches[-1] and self._acted_on.get(uid) == _inputs(body)
+
+    def _wrote(self, uid: str, *versions: str) -> None:
+        batches = self._written.setdefault(uid, [])
+        batches.append({v for v in versions if v})
+        del batches[:-WRITES_REMEMBERED]
 
     async def reconcile(
         self,
@@ -127,9 +154,21 @@ class Reconciler:
             if current is None:  # gone while waiting for the lock: nothing left to do
                 outcome = Outcome(Health.READY, Reason.DELETED, "the object is gone")
                 return Result(outcome, released=True)
-            result = await self._reconcile(
-                current, deleting=deleting, ids_of_others=ids_of_others, fresh=fresh
-            )
+            try:
+                result = await self._finalized(
+                    current,
+                    self._reconcile(current, deleting=deleting, ids_of_others=ids_of_others, fresh=fresh),
+                )
+            finally:
+                self._acted_on[current.uid] = _inputs(current.body)
+            if result.released:
+                await self._kube.remove_finalizer(
+                    current.namespace,
+                    current.name,
+                    finalizer=FINALIZER,
+                    finalizers=list(current.metadata.get("finalizers") or ()),
+                )
+                self.forget(current.uid)
         if self._metrics is not None:
             if result.released:
                 self._metrics.forget(namespace=work.namespace, name=work.name)
@@ -143,6 +182,45 @@ class Reconciler:
                 )
         return result
 
+    async def _finalized(self, work: Work, reconciling: Coroutine[Any, Any, Result]) -> Result:
+        """Run a reconcile while the finalizer (if missing) is added beside it, never after a change.
+
+        The finalizer's patch goes out together with the first status write (an intent comes before
+        any create), saving a round trip; every write and Dynatrace change awaits it first.
+        """
+        finalizers = work.metadata.get("finalizers") or []
+        if FINALIZER not in finalizers and not work.metadata.get("deletionTimestamp"):
+            work.finalizing = asyncio.create_task(
+                self._kube.add_finalizer(
+                    work.namespace, work.name, finalizer=FINALIZER, finalizers=list(finalizers)
+                )
+            )
+        try:
+            result = await reconciling
+        except BaseException:
+            if work.finalizing is not None:
+                work.finalizing.cancel()
+                with contextlib.suppress(BaseException):
+                    await work.finalizing
+            raise
+        if work.finalizing is not None:
+            try:
+                self._wrote(work.uid, await self._finalizer_added(work))
+            except KubeError as error:
+                outcome = Outcome(Health.RECONCILING, Reason.PROGRESSING, f"finalizer not added: {error}")
+                return Result(outcome, retry_after=TRANSIENT_RETRY)
+        return result
+
+    @staticmethod
+    async def _finalizer_added(work: Work) -> str:
+        """Wait for the finalizer patch begun by `_finalized`; its resourceVersion ("" if none was due)."""
+        if work.finalizing is None:
+            return ""
+        version = await work.finalizing
+        work.finalizing = None
+        work.metadata["finalizers"] = [*(work.metadata.get("finalizers") or []), FINALIZER]
+        return version
+
     async def _current(self, work: Work) -> Work | None:
         """The body to act on: the one given, unless this process wrote the object since it was read.
 
@@ -150,7 +228,7 @@ class Reconciler:
         (an out-of-band reconcile's, say); acting on it would repeat a rotation or a replacement.
         """
         written = self._written.get(work.uid)
-        if written is None or written == work.metadata.get("resourceVersion"):
+        if not written or work.metadata.get("resourceVersion") in written[-1]:
             return work
         body = await self._kube.get_apitoken(work.namespace, work.name)
         if body is None or body.get("metadata", {}).get("uid") != work.uid:
@@ -269,6 +347,8 @@ class Reconciler:
         token: ApiToken | None,
     ) -> None:
         client, observer = connection.client, connection.observer
+        if work.finalizing is not None:  # nothing changes in Dynatrace before the finalizer is in place
+            self._wrote(work.uid, await self._finalizer_added(work))
         match action:
             case a.CreateToken():
                 await self._create(work, action, desired=desired, connection=connection)
@@ -596,13 +676,13 @@ class Reconciler:
             work.body["status"] = merge_patch(work.status, patch)
             return
         patch = combine_patches(work.deferred_status, patch)
-        written = await self._kube.patch_apitoken_status(work.namespace, work.name, patch)
+        writing = self._kube.patch_apitoken_status(work.namespace, work.name, patch)
+        finalizer_version, written = await asyncio.gather(self._finalizer_added(work), writing)
         work.deferred_status = {}
         work.body["status"] = written.get("status") or {}
         version = written.get("metadata", {}).get("resourceVersion")
         work.metadata["resourceVersion"] = version
-        if version:
-            self._written[work.uid] = version
+        self._wrote(work.uid, version or "", finalizer_version)
 
     def _event(self, work: Work, kind: str, reason: str, message: str) -> None:
         self._events(work.body, type=kind, reason=str(reason), message=message)
@@ -642,4 +722,16 @@ def _as_observed(created: ApiTokenCreated, action: a.CreateToken, *, owner: str 
         owner=owner,
         expiration_date=created.expiration_date,
         scopes=list(action.request.scopes),
+    )
+
+
+def _inputs(body: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What, besides its status, decides how an ApiToken is reconciled: spec, deletion, annotations."""
+    metadata = body.get("metadata") or {}
+    annotations = metadata.get("annotations") or {}
+    return (
+        metadata.get("generation"),
+        metadata.get("deletionTimestamp"),
+        tuple(metadata.get("finalizers") or ()),
+        tuple(sorted((k, v) for k, v in annotations.items() if k.startswith("dynatrace.apitokens.io/"))),
     )

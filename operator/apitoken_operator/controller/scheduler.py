@@ -1,7 +1,7 @@
 """One timer for many objects: wake each key at its due time, the earliest request winning.
 
-Used for what kopf's handler retries do not cover: out-of-band reconciles (a Secret edited, drift
-found by a listing), renewals and the end of grace periods. One task and a heap, not a sleeping
+Used for every reconcile that is not an ApiToken's own watch event: retries, a Secret edited, drift
+found by a listing, renewals and the end of grace periods. One task and a heap, not a sleeping
 task per object, so 10,000 objects cost 10,000 heap entries.
 """
 

@@ -20,6 +20,7 @@ GROUP = "dynatrace.apitokens.io"
 VERSION = "v1alpha1"
 PLURAL = "apitokens"
 MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
 MESSAGE_LIMIT = 256
 
 
@@ -109,38 +110,62 @@ class Kube:
             )
         )
 
-    async def release_finalizer(
-        self,
-        namespace: str,
-        name: str,
-        *,
-        finalizer: str,
-        finalizers: list[str],
-        resource_version: str | None,
+    async def add_finalizer(self, namespace: str, name: str, *, finalizer: str, finalizers: list[str]) -> str:
+        """Append one finalizer (a JSON patch: no resourceVersion, so it can go with a status write).
+
+        Returns the resourceVersion written.
+        """
+        if finalizers:
+            patch: list[dict[str, Any]] = [
+                {"op": "add", "path": "/metadata/finalizers/-", "value": finalizer}
+            ]
+        else:
+            patch = [{"op": "add", "path": "/metadata/finalizers", "value": [finalizer]}]
+        written = await self._patch_apitoken(namespace, name, patch)
+        return str(written.get("metadata", {}).get("resourceVersion") or "")
+
+    async def remove_finalizer(
+        self, namespace: str, name: str, *, finalizer: str, finalizers: list[str]
     ) -> None:
-        """Drop one finalizer; the resourceVersion makes a concurrent change fail instead of being lost."""
-        patch = {
-            "metadata": {
-                "finalizers": [f for f in finalizers if f != finalizer],
-                "resourceVersion": resource_version,
-            }
-        }
-        try:
-            await _call(
-                self.custom.patch_namespaced_custom_object(  # type: ignore[call-arg]
-                    GROUP,
-                    VERSION,
-                    namespace,
-                    PLURAL,
-                    name,
-                    patch,
-                    _content_type=MERGE_PATCH,
-                    _preload_content=False,
-                )
+        """Drop one finalizer, tested in place so that a concurrent change to the list is not lost.
+
+        A test that fails (the list changed since it was read) is retried once on a fresh read; a
+        gone object is the goal reached.
+        """
+        for attempt in range(3):
+            if finalizer not in finalizers:
+                return
+            index = finalizers.index(finalizer)
+            patch = [
+                {"op": "test", "path": f"/metadata/finalizers/{index}", "value": finalizer},
+                {"op": "remove", "path": f"/metadata/finalizers/{index}"},
+            ]
+            try:
+                await self._patch_apitoken(namespace, name, patch)
+                return
+            except KubeError as error:
+                if error.not_found:
+                    return
+                if error.status not in (409, 422) or attempt == 2:
+                    raise
+            body = await self.get_apitoken(namespace, name)
+            if body is None:
+                return
+            finalizers = list(body.get("metadata", {}).get("finalizers") or ())
+
+    async def _patch_apitoken(self, namespace: str, name: str, patch: list[dict[str, Any]]) -> dict[str, Any]:
+        return await _call(
+            self.custom.patch_namespaced_custom_object(  # type: ignore[call-arg]
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                name,
+                patch,
+                _content_type=JSON_PATCH,
+                _preload_content=False,
             )
-        except KubeError as error:
-            if not (error.not_found or error.conflict):  # gone already, or changed: the next event retries
-                raise
+        )
 
 
 async def _call(request: Awaitable[Any]) -> dict[str, Any]:
