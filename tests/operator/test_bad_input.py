@@ -362,13 +362,6 @@ def test_bad_objects_are_reported_on_the_object_and_disturb_nothing(operator_env
     assert "Traceback" not in env.log_text()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "Reconciler._reconcile posts no Event for a SpecError (InvalidSpec) or a ConnectionProblem "
-        "(ConnectionMissing, ConnectionInvalid, PolicyDenied): it only settles the condition"
-    ),
-)
 def test_every_stalled_problem_posts_a_warning_event(operator_env: OperatorEnv) -> None:
     env = operator_env
     env.core.create_namespaced_secret(

@@ -13,6 +13,7 @@ import binascii
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from apitoken_operator.controller.observer import Observer
 from apitoken_operator.dynatrace import errors
@@ -66,6 +67,8 @@ class Connections:
         self._credential_of: dict[str, str] = {}
         #: given to every connection's observer: ids whose tokens changed between listings
         self.on_change: Callable[[set[str]], None] | None = None
+        #: connection Secret reads in flight, shared by every reconcile that asks meanwhile
+        self._reading: dict[tuple[str, str], asyncio.Future[dict[str, Any] | None]] = {}
 
     async def resolve(self, *, namespace: str, secret_name: str | None) -> Connection:
         if secret_name is not None:
@@ -82,7 +85,7 @@ class Connections:
 
     async def _from_secret(self, namespace: str, name: str, *, is_default: bool) -> Connection:
         label = f"{'default connection ' if is_default else 'connection '}Secret {namespace}/{name}"
-        body = await self._kube.get_secret(namespace, name)
+        body = await self._read(namespace, name)
         if body is None:
             raise ConnectionProblem(Reason.CONNECTION_MISSING, f"{label} does not exist")
         data = body.get("data") or {}
@@ -116,6 +119,20 @@ class Connections:
             self._by_credential[credential] = connection
         await self._retire_replaced(f"{namespace}/{name}", credential)
         return connection
+
+    async def _read(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """One GET of a connection Secret for all the reconciles that need it at the same moment.
+
+        Not a cache: a read that starts after another finished makes its own GET, so a changed or
+        deleted connection Secret is seen at once; only a burst of reconciles shares a read.
+        """
+        key = (namespace, name)
+        reading = self._reading.get(key)
+        if reading is None:
+            reading = asyncio.ensure_future(self._kube.get_secret(namespace, name))
+            self._reading[key] = reading
+            reading.add_done_callback(lambda _: self._reading.pop(key, None))
+        return await asyncio.shield(reading)
 
     async def _retire_replaced(self, secret: str, credential: str) -> None:
         """A connection Secret now holds other credentials: close the old client once nothing names it."""

@@ -26,7 +26,9 @@ class Work:
     """One ApiToken being reconciled; `body` is kept current as the operator writes its status."""
 
     body: dict[str, Any]
-    #: Secret bodies read by the last gather, by name (they carry resourceVersions for safe replaces)
+    #: Secret bodies by name as last read or written by this reconcile (with resourceVersions for safe
+    #: replaces); a reconcile reads each once, then keeps them current as it writes (it holds the
+    #: object's lock, and a change by anybody else brings another reconcile)
     secret_bodies: dict[str, dict[str, Any] | None] = field(default_factory=dict)
     #: a status patch already applied to `body` but not yet written (it goes out with the next write)
     deferred_status: dict[str, Any] = field(default_factory=dict)
@@ -109,7 +111,8 @@ async def gather(
 ) -> Input:
     """`ids_of_others(uid)`: token ids recorded by other ApiTokens, never candidates of a lost create."""
     recorded = work.recorded(now=now)
-    work.secret_bodies = {desired.secret_name: await kube.get_secret(work.namespace, desired.secret_name)}
+    if desired.secret_name not in work.secret_bodies:
+        work.secret_bodies[desired.secret_name] = await kube.get_secret(work.namespace, desired.secret_name)
     secret = secrets.facts(
         desired.secret_name,
         work.secret_bodies[desired.secret_name],
@@ -118,8 +121,11 @@ async def gather(
     )
     previous = None
     if recorded.secret_name and recorded.secret_name != desired.secret_name:
-        body = await kube.get_secret(work.namespace, recorded.secret_name)
-        work.secret_bodies[recorded.secret_name] = body
+        if recorded.secret_name not in work.secret_bodies:
+            work.secret_bodies[recorded.secret_name] = await kube.get_secret(
+                work.namespace, recorded.secret_name
+            )
+        body = work.secret_bodies[recorded.secret_name]
         previous = secrets.facts(recorded.secret_name, body, key=desired.secret_key, owner_uid=work.uid)
     token: ApiToken | None = None
     candidates: tuple[ApiToken, ...] = ()

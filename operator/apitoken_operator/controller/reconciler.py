@@ -241,18 +241,28 @@ class Reconciler:
         try:
             desired = Desired.from_spec(work.body.get("spec") or {}, object_name=work.name)
         except SpecError as error:
-            return await self._settle(work, Outcome(Health.STALLED, Reason.INVALID_SPEC, str(error)))
+            return await self._stall(work, Reason.INVALID_SPEC, str(error))
+        # The object's Secret is read while the connection is resolved: one round trip, not two.
+        reading = asyncio.ensure_future(self._kube.get_secret(work.namespace, desired.secret_name))
         try:
             connection = await self._connection(work, desired, deleting=deleting)
         except ConnectionProblem as problem:
+            await _discard(reading)
             if deleting:
                 return await self._deletion_without_connection(work, desired, problem.message)
-            outcome = Outcome(Health.STALLED, problem.reason, problem.message)
-            return await self._settle(work, outcome, retry_after=self._settings.stalled_retry_delay)
+            return await self._stall(
+                work, problem.reason, problem.message, retry_after=self._settings.stalled_retry_delay
+            )
+        except BaseException:
+            await _discard(reading)
+            raise
         try:
+            work.secret_bodies.setdefault(desired.secret_name, await reading)
             return await self._converge(
                 work, desired, connection, deleting=deleting, ids_of_others=ids_of_others, fresh=fresh
             )
+        except StalledByKubernetes as stalled:
+            return await self._stall(work, stalled.reason, stalled.message)
         except errors.DynatraceError as error:
             return await self._dynatrace_failure(work, desired, error, deleting=deleting)
         except KubeError as error:
@@ -301,8 +311,7 @@ class Reconciler:
                 # next listing fills them in, rather than one GET per token.
                 return await self._in_sync(work, state)
             if isinstance(action, a.Stall):
-                self._event(work, "Warning", action.reason, action.message)
-                return await self._settle(work, Outcome(Health.STALLED, action.reason, action.message))
+                return await self._stall(work, action.reason, action.message)
             if isinstance(action, a.ReleaseFinalizer):
                 self._event(work, "Normal", action.reason, action.message)
                 return Result(Outcome(Health.READY, action.reason, action.message), released=True)
@@ -533,6 +542,11 @@ class Reconciler:
                 await self._store_secret(work, desired, created.token, token_id=created.id)
                 return
             except KubeError as error:
+                refused = _refusal(error, desired)
+                if refused is not None:  # waiting will not help: undo the token, say why
+                    await self._delete_token(connection, created.id)
+                    await self._write_status(work, {"pendingCreate": None}, defer=True)
+                    raise refused from error
                 if attempt == SECRET_WRITE_ATTEMPTS - 1:
                     logger.error(
                         "%s: cannot store the new token's secret (%s); deleting token %s",
@@ -621,6 +635,16 @@ class Reconciler:
         outcome = Outcome(Health.STALLED, Reason.DELETE_BLOCKED, message)
         return await self._settle(work, outcome, retry_after=self._settings.stalled_retry_delay)
 
+    async def _stall(
+        self, work: Work, reason: Reason, message: str, *, retry_after: float | None = None
+    ) -> Result:
+        """Stalled until the user acts: a Warning Event when this becomes the object's state, not at every
+        retry (the condition carries it meanwhile)."""
+        outcome = Outcome(Health.STALLED, reason, message)
+        if self._changes(work.status, self._conditions(work, outcome)):
+            self._event(work, "Warning", reason, message)
+        return await self._settle(work, outcome, retry_after=retry_after)
+
     async def _settle(
         self,
         work: Work,
@@ -686,6 +710,32 @@ class Reconciler:
 
     def _event(self, work: Work, kind: str, reason: str, message: str) -> None:
         self._events(work.body, type=kind, reason=str(reason), message=message)
+
+
+class StalledByKubernetes(Exception):
+    """Kubernetes refused a write for a reason only the user can fix (the Secret's name, labels, ...)."""
+
+    def __init__(self, reason: Reason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+def _refusal(error: KubeError, desired: Desired) -> StalledByKubernetes | None:
+    if isinstance(error, secrets.SecretNotOurs):
+        return StalledByKubernetes(Reason.SECRET_NAME_TAKEN, error.message)
+    if error.status == 422:
+        return StalledByKubernetes(
+            Reason.INVALID_SPEC, f"Secret {desired.secret_name} cannot be written: {error.message}"
+        )
+    return None
+
+
+async def _discard(task: asyncio.Future[Any]) -> None:
+    """Cancel a read nobody needs any more, and collect its outcome so nothing is left unretrieved."""
+    task.cancel()
+    with contextlib.suppress(BaseException):
+        await task
 
 
 def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
