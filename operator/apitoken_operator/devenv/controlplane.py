@@ -110,8 +110,9 @@ class ControlPlane:
         return next(c for c in self.components if c.name == name)
 
     def stop_apiserver(self) -> None:
-        """Stop kube-apiserver alone, as an outage or an upgrade would: etcd keeps every object."""
-        self.component("kube-apiserver").stop()
+        """Stop kube-apiserver alone, as an outage would: etcd keeps every object. It stops listening
+        at once on SIGTERM but may then drain for the whole stop timeout, so it is killed after 1 s."""
+        stop_process_group(self.component("kube-apiserver").process, timeout=1.0)
 
     def start_apiserver(self) -> None:
         """Start kube-apiserver again on the same port and etcd, and wait until it is ready."""
