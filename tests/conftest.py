@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.emulator",
     "tests.fixtures.operator",
     "tests.fixtures.gitops",
+    "tests.fixtures.faults",
 ]
