@@ -16,6 +16,7 @@ import pathlib
 import platform
 import re
 import select
+import socket
 import subprocess
 import sys
 import threading
@@ -33,6 +34,7 @@ from kubernetes.client import ApiException
 
 from apitoken_operator.devenv.controlplane import ControlPlane, die_with_parent, stop_process_group
 from apitoken_operator.devenv.paths import SOURCE_ROOT
+from apitoken_operator.metrics import NAMESPACE as METRICS_NAMESPACE
 
 GROUP, VERSION, PLURAL = "dynatrace.apitokens.io", "v1alpha1", "apitokens"
 CONNECTION = "dynatrace-connection"
@@ -261,8 +263,11 @@ class Operator:
             namespace,
             "--default-connection",
             f"{namespace}/{CONNECTION}",
+            "--metrics-port",
+            str(_free_port()),
             *args,
         ]
+        self.metrics_url = f"http://127.0.0.1:{command[command.index('--metrics-port') + 1]}/metrics"
         self.process = _spawn(command, log=log)
         self.record = OperatorRun(scenario=scenario, pid=self.process.pid, log=str(log))
         self.log = log
@@ -274,11 +279,19 @@ class Operator:
     def memory(self) -> Memory | None:
         return read_memory(self.process.pid)
 
-    def log_count(self, text: str) -> int:
-        """Lines of the operator's log holding `text` (kopf's INFO lines, e.g. "Resuming is processed")."""
-        with contextlib.suppress(OSError), self.log.open(errors="replace") as lines:
-            return sum(1 for line in lines if text in line)
-        return 0
+    def reconciles(self) -> int:
+        """Reconciles the operator has finished, from its own metrics (0 while they are not served yet)."""
+        try:
+            text = httpx.get(self.metrics_url, timeout=5).text
+        except httpx.HTTPError:
+            return 0
+        return int(
+            sum(
+                float(line.rpartition(" ")[2])
+                for line in text.splitlines()
+                if line.startswith(f"{METRICS_NAMESPACE}_reconciles_total{{")
+            )
+        )
 
     def check_alive(self) -> None:
         if self.process.poll() is not None:
@@ -295,6 +308,12 @@ class Operator:
 
 
 # --- Kubernetes -----------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def kube_client(kubeconfig: pathlib.Path, *, pool: int = 32) -> kubernetes.client.ApiClient:

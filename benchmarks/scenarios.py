@@ -88,6 +88,8 @@ class Context:
     emulator: Emulator
     sizes: Sizes
     workdir: pathlib.Path
+    #: extra arguments for every operator started
+    operator_args: list[str] = field(default_factory=list)
     api: kubernetes.client.ApiClient = field(init=False)
     runs: list[OperatorRun] = field(default_factory=list)
     running: list[Operator] = field(default_factory=list)
@@ -105,7 +107,9 @@ class Context:
 
     def start_operator(self, namespace: str, scenario: str, *args: str) -> Operator:
         log = self.workdir / f"operator-{len(self.runs) + len(self.running)}-{scenario}.log"
-        operator = Operator(self.plane.kubeconfig, namespace, log, scenario=scenario, args=args)
+        operator = Operator(
+            self.plane.kubeconfig, namespace, log, scenario=scenario, args=[*self.operator_args, *args]
+        )
         self.running.append(operator)
         progress(f"{scenario}: operator started (pid {operator.pid}, log {log.name})")
         return operator
@@ -321,8 +325,8 @@ def _restart(
 ) -> dict[str, Any]:
     """SIGTERM the operator, start it again over the same Ready objects, count what it does.
 
-    The window is `restart_seconds` from the start; if kopf has not resumed every object by then (its
-    "Resuming is processed" log lines), it is extended until it has, up to RESUME_TIMEOUT.
+    The window is `restart_seconds` from the start; if the operator has not looked at every object by
+    then (its reconciles counter, from its metrics), it is extended until it has, up to RESUME_TIMEOUT.
     """
     ctx.stop_operator(operator)
     ctx.emulator.reset_counters()
@@ -336,7 +340,7 @@ def _restart(
     while True:
         operator.check_alive()
         now = time.monotonic()
-        if resumed_at is None and operator.log_count("Resuming is processed") >= len(names):
+        if resumed_at is None and operator.reconciles() >= len(names):
             resumed_at = now
         if now - started >= seconds and (resumed_at is not None or now - started >= RESUME_TIMEOUT):
             break

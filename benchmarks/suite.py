@@ -57,6 +57,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     sizes.add_argument("--drift-tokens", type=int, help="tokens put into the emulator for the drift check")
     sizes.add_argument("--rss-tokens", type=int, help="ApiTokens Ready when the operator's RSS is read")
     parser.add_argument(
+        "--operator-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="pass ARG to every `apitoken-operator run`, e.g. --operator-arg=--events=warnings "
+        "(recorded in the JSON as operator_args)",
+    )
+    parser.add_argument(
         "--workdir",
         type=pathlib.Path,
         help="keep the control plane's and the operators' logs here (default: a temporary folder, "
@@ -99,7 +107,10 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], pathlib.Path]:
         result["machine"] = machine()
         emulator = Emulator(workdir)
         progress(f"emulator at {emulator.base_url}")
-        context = scenarios.Context(plane=plane, emulator=emulator, sizes=sizes, workdir=workdir)
+        context = scenarios.Context(
+            plane=plane, emulator=emulator, sizes=sizes, workdir=workdir, operator_args=args.operator_arg
+        )
+        result["operator_args"] = args.operator_arg
         try:
             for name in wanted:
                 key, scenario = SCENARIOS[name]

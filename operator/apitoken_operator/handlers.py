@@ -132,7 +132,7 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:  # noqa: PLR0915 
             await runtime.api_client.close()
 
     @kopf.index(*RESOURCE, id="token_ids", registry=registry)
-    def token_ids(
+    async def token_ids(  # async: kopf runs a plain function in a thread, for every event
         status: kopf.Status, uid: str | None, namespace: str | None, name: str | None, **_: Any
     ) -> dict[str, tuple[str, str, str]] | None:
         token_id = status.get("id")

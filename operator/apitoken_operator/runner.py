@@ -99,6 +99,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PORT",
         help="serve Prometheus metrics on this port at /metrics (default: not served)",
     )
+    parser.add_argument(
+        "--events",
+        choices=["all", "warnings"],
+        default="all",
+        help="Events to post on ApiTokens: all (default), or warnings only (one write fewer per "
+        "created or deleted token)",
+    )
     parser.add_argument("--log-format", choices=["text", "json"], default="text")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
@@ -118,6 +125,7 @@ def settings_from(args: argparse.Namespace) -> OperatorSettings:
         policy=policy,
         drift_interval=args.drift_interval,
         observation_max_age=args.observation_max_age,
+        events=args.events,
     )
 
 
@@ -147,6 +155,8 @@ def configure_logging(*, log_format: str, verbose: bool) -> None:
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     for noisy in ("httpx", "httpcore", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if not verbose:  # kopf says "Handler ... succeeded" for every watch event: only with -v
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
 
 
 def _priority(args: argparse.Namespace) -> int | None:

@@ -73,5 +73,8 @@ class OperatorSettings:
     drift_interval: float = 300.0
     #: Seconds before a Stalled object that depends on something outside it (a connection Secret) retries.
     stalled_retry_delay: float = 60.0
+    #: Which Events to post: "all", or "warnings" only (the Normal ones — a token created, deleted,
+    #: rotated — cost one Kubernetes write each, which counts when thousands of objects change at once).
+    events: str = "all"
     dynatrace: DynatraceSettings = field(default_factory=DynatraceSettings)
     policy: PolicySettings = field(default_factory=PolicySettings)

@@ -164,3 +164,16 @@ def test_secret_name_taken_by_an_unrelated_secret_is_refused(operator_env: Opera
         "token": "bWluZQ=="
     }
     assert operator_env.calls("create") == 0
+
+
+def test_events_warnings_only_posts_no_event_for_a_routine_create_or_delete(operator_env: OperatorEnv):
+    operator_env.start("--events", "warnings")
+    operator_env.apply("quiet", SPEC)
+    operator_env.apply("broken", {**SPEC, "scopes": ["no.such.scope"]})
+    operator_env.wait_ready("quiet")
+    operator_env.wait_condition("broken", "Stalled", "True", "RejectedByDynatrace")
+    operator_env.delete("quiet")
+    operator_env.wait_gone("quiet")
+    wait_until(lambda: operator_env.events("broken"), what="the Warning Event")
+    assert [(e.type, e.reason) for e in operator_env.events("broken")] == [("Warning", "RejectedByDynatrace")]
+    assert operator_env.events("quiet") == []

@@ -32,6 +32,8 @@ class Work:
     secret_bodies: dict[str, dict[str, Any] | None] = field(default_factory=dict)
     #: a status patch already applied to `body` but not yet written (it goes out with the next write)
     deferred_status: dict[str, Any] = field(default_factory=dict)
+    #: reasons of the Events this reconcile posted (one Event per thing that happened, not per step)
+    announced: set[str] = field(default_factory=set)
     #: the finalizer being added, written alongside the first status write (awaited before any change)
     finalizing: asyncio.Task[str] | None = None
 

@@ -313,7 +313,8 @@ class Reconciler:
             if isinstance(action, a.Stall):
                 return await self._stall(work, action.reason, action.message)
             if isinstance(action, a.ReleaseFinalizer):
-                self._event(work, "Normal", action.reason, action.message)
+                if action.reason not in work.announced:  # "deleted token X" says it already
+                    self._event(work, "Normal", action.reason, action.message)
                 return Result(Outcome(Health.READY, action.reason, action.message), released=True)
             await self._apply(work, action, desired=desired, connection=connection, token=state.token)
         outcome = Outcome(Health.RECONCILING, Reason.PROGRESSING, "still converging; will continue shortly")
@@ -709,7 +710,9 @@ class Reconciler:
         self._wrote(work.uid, version or "", finalizer_version)
 
     def _event(self, work: Work, kind: str, reason: str, message: str) -> None:
-        self._events(work.body, type=kind, reason=str(reason), message=message)
+        work.announced.add(str(reason))
+        if kind == "Warning" or self._settings.events == "all":
+            self._events(work.body, type=kind, reason=str(reason), message=message)
 
 
 class StalledByKubernetes(Exception):
