@@ -7,7 +7,8 @@ truthfully not (the check is `world_problems` in tests/fixtures/faults.py, the s
 - kube-apiserver stopped and started again while creates and deletes are under way (a private control
   plane: the session's one is shared);
 - a namespace holding 100 ApiTokens deleted at once;
-- two operator replicas started together with peering.
+- two operator replicas started together with peering, and one of higher priority joining while the
+  other has creates under way (xfail: an operator bug, see its reason).
 
 `--fault-runs N` repeats each crash case N times (more objects, other crash moments) and scales the
 object counts of the others; `--runslow` adds the long cases. tests/operator/test_throttling.py holds
@@ -186,55 +187,61 @@ def test_kill_9_during_delete(operator_env: OperatorEnv, step: str, run: int) ->
 def test_a_lifecycle_through_429_and_5xx_storms_an_outage_and_lost_responses(
     operator_env: OperatorEnv, fault_runs: int
 ) -> None:
+    """Each storm first hits every request (so that it surely hits each object), then one in three
+    while the operator catches up; the 60 s outage with 50 tokens is in test_throttling.py."""
     env, faults, counters = operator_env, operator_env.emulator.faults, operator_env.emulator.counters
     names = [f"storm-{i}" for i in range(5 * fault_runs)]
 
+    def server_errors() -> int:
+        return sum(counters.count(outcome=status) for status in (502, 503, 504))
+
     # creates through a 429 storm
-    faults.update(rate_limit_ratio=0.5, retry_after=0.5)
+    faults.update(rate_limit_ratio=1.0, retry_after=0.5)
     env.start()
-    for name in names:
-        env.apply(name, spec(name))
+    apply_all(env, names)()
+    wait_until(lambda: counters.count(outcome=429) >= len(names), what="the 429 storm to hit")
+    faults.update(rate_limit_ratio=0.3)
     created = {
         item["metadata"]["name"]: item["status"]["id"] for item in wait_invariants(env, count=len(names))
     }
-    assert counters.count(outcome=429) > 0
 
-    # scope changes (one PUT each) through a 5xx storm, JSON and gateway HTML bodies
+    # scope changes (one PUT each) through a 5xx storm with gateway HTML bodies
     faults.reset()
-    faults.update(server_error_ratio=0.5, server_error_html=True)
+    faults.update(server_error_ratio=1.0, server_error_html=True)
     for name in names:
         env.patch_spec(name, {"scopes": ["metrics.read", "logs.read"]})
+    wait_until(lambda: server_errors() >= len(names), what="the 5xx storm to hit")
+    faults.update(server_error_ratio=0.3)
     for item in wait_invariants(env, count=len(names)):
         record = env.emulator.emulator.record_of(item["status"]["id"])
         assert record is not None and set(record.scopes) == {"metrics.read", "logs.read"}
-    assert sum(counters.count(outcome=status) for status in (502, 503, 504)) > 0
 
-    # replacements asked for during an outage: every object says why it waits, nothing is made
+    # replacements asked for during an outage: every object says why it waits, and nothing is made
     faults.reset()
     faults.update(outage="unavailable")
     for name in names:
         env.patch_spec(name, {"expirationDate": "now+60d"})
 
     def all_waiting_truthfully() -> bool:
-        items = apitokens(env, env.namespace)
-        waiting = [condition(i, "Reconciling") for i in items]
+        waiting = [condition(item, "Reconciling") for item in apitokens(env, env.namespace)]
         return all(c and c["reason"] == "DynatraceUnavailable" for c in waiting) and not world_problems(
             env, count=len(names), all_ready=False
         )
 
-    wait_until(all_waiting_truthfully, timeout=60, what="every object to show the outage")
-    faults.update(outage="refuse")  # then the port closed: connections refused
-    assert not world_problems(env, count=len(names), all_ready=False)
+    wait_until(all_waiting_truthfully, timeout=60, what="every object to show the outage, truthfully")
+    assert {t.id for t in live_tokens(env)} == set(created.values())
     faults.update(outage="off")
     for item in wait_invariants(env, count=len(names), timeout=90):
         assert item["status"]["id"] != created[item["metadata"]["name"]]
 
-    # deletes through everything at once, responses lost after the work was done
-    faults.update(rate_limit_ratio=0.3, server_error_ratio=0.3, drop_response_ratio=0.3)
-    for name in names:
-        env.delete(name)
+    # deletes whose answers are lost after the work was done, then everything at once
+    faults.update(drop_response_ratio=1.0, operations=["delete"])
+    delete_all(env, names)()
+    wait_until(
+        lambda: counters.count("delete", "dropped") >= len(names), what="the deletes' answers to be lost"
+    )
+    faults.update(operations=None, rate_limit_ratio=0.3, server_error_ratio=0.3, drop_response_ratio=0.3)
     wait_all_deleted(env, timeout=120)
-    assert counters.count(outcome="dropped") > 0
 
 
 # --- kube-apiserver stopped mid-reconcile ----------------------------------------------------------------
