@@ -25,6 +25,7 @@ from apitoken_operator.controller.reconciler import TRANSIENT_RETRY, Reconciler,
 from apitoken_operator.controller.scheduler import Scheduler
 from apitoken_operator.dynatrace.secrets import install_log_masking
 from apitoken_operator.kube import api
+from apitoken_operator.kube.events import EventPoster
 from apitoken_operator.metrics import Metrics
 from apitoken_operator.reconcile.attention import (
     CHECK_ANNOTATION,
@@ -61,6 +62,7 @@ class Runtime:
     connections: Connections | None = None
     scheduler: Scheduler | None = None
     api_client: Any = None
+    events: EventPoster | None = None
     #: kopf's live index of recorded token ids, captured from the first handler call
     token_index: TokenIndex | None = None
     background: set[asyncio.Task[None]] = field(default_factory=set)
@@ -92,7 +94,7 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:  # noqa: PLR0915 
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
             prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
         )
-        settings.posting.level = logging.INFO  # only our explicit Events; log lines are not posted
+        settings.posting.enabled = False  # Events go through kube.events; log lines are never posted
         settings.posting.loggers = False
         settings.watching.server_timeout = 300
         settings.watching.client_timeout = 330
@@ -102,13 +104,14 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:  # noqa: PLR0915 
         settings.watching.label_selectors["v1", "secrets"] = f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"
         runtime.api_client = await api.connect(runtime.kubeconfig)
         kube = api.Kube(runtime.api_client)
+        runtime.events = EventPoster(kube)
         runtime.connections = Connections(kube, runtime.settings, metrics=runtime.metrics)
         runtime.connections.on_change = lambda ids: _drifted(runtime, ids)
         runtime.reconciler = Reconciler(
             kube=kube,
             connections=runtime.connections,
             settings=runtime.settings,
-            events=_post_event,
+            events=runtime.events.post,
             metrics=runtime.metrics,
         )
         runtime.metrics.count_managed(
@@ -126,6 +129,8 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:  # noqa: PLR0915 
     async def cleanup(**_: Any) -> None:
         for task in list(runtime.background):
             task.cancel()
+        if runtime.events is not None:
+            await runtime.events.close()
         if runtime.connections is not None:
             await runtime.connections.close()
         if runtime.api_client is not None:
@@ -240,7 +245,8 @@ async def _release(runtime: Runtime, body: dict[str, Any]) -> None:
     """The release annotation on an object being deleted lets it go at once, leaving its token."""
     metadata = body.get("metadata", {})
     token_id = body.get("status", {}).get("id") or "(none)"
-    _post_event(
+    assert runtime.events is not None
+    runtime.events.post(
         body,
         type="Normal",
         reason=Reason.RELEASED,
@@ -284,11 +290,8 @@ async def _check_for_drift(runtime: Runtime) -> None:
 
 
 def _capture_index(runtime: Runtime, kwargs: dict[str, Any]) -> TokenIndex:
-    """Keep kopf's live index, and start the background work from inside a handler's context.
-
-    kopf's Event posting lives in context variables set for handlers but not for start-up
-    activities; tasks started here inherit them, so out-of-band reconciles can post Events.
-    """
+    """Keep kopf's live index, and start the background work once the first handler runs (the
+    scheduler and the drift check need the index to find objects)."""
     index = cast(TokenIndex, kwargs["token_ids"])
     if runtime.token_index is None and runtime.scheduler is not None:
         runtime.spawn(runtime.scheduler.run())
@@ -312,7 +315,3 @@ def _others(index: TokenIndex) -> Any:
         return {token_id for token_id, owners in index.items() if any(owner[0] != uid for owner in owners)}
 
     return ids_of_others
-
-
-def _post_event(body: dict[str, Any], *, type: str, reason: str, message: str) -> None:
-    kopf.event(cast(kopf.Body, body), type=type, reason=reason, message=message)

@@ -101,6 +101,9 @@ class Kube:
             )
         )
 
+    async def create_event(self, namespace: str, body: dict[str, Any]) -> None:
+        await _call(self.core.create_namespaced_event(namespace, cast(Any, body), _preload_content=False))
+
     async def get_apitoken(self, namespace: str, name: str) -> dict[str, Any] | None:
         return await _optional(
             self.custom.get_namespaced_custom_object(
