@@ -6,11 +6,12 @@ live on a registry passed in (a fresh one in tests), served by `serve()` on the 
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from apitoken_operator.dynatrace.client import CallEvent
 
@@ -48,27 +49,14 @@ class Metrics:
             namespace=NAMESPACE,
             registry=self.registry,
         )
-        self.token_expiry = Gauge(
-            "token_expiration_timestamp_seconds",
-            "When each managed token expires (absent: never).",
-            ["namespace", "name", "token_id"],
-            namespace=NAMESPACE,
-            registry=self.registry,
-        )
-        self.token_ready = Gauge(
-            "token_ready",
-            "1 when the ApiToken is Ready, 0 otherwise.",
-            ["namespace", "name"],
-            namespace=NAMESPACE,
-            registry=self.registry,
-        )
+        self._objects = PerObjectCollector()
+        self.registry.register(self._objects)
         self.rotations = Counter(
             "rotations",
             "Tokens replaced by a rotation (on request or before expiry).",
             namespace=NAMESPACE,
             registry=self.registry,
         )
-        self._expiry_labels: dict[tuple[str, str], str] = {}
 
     def on_call(self, event: CallEvent) -> None:
         self.api_calls.labels(event.operation, event.outcome).inc()
@@ -76,25 +64,63 @@ class Metrics:
 
     def reconciled(self, *, namespace: str, name: str, health: str, reason: str) -> None:
         self.reconciles.labels(health, reason).inc()
-        self.token_ready.labels(namespace, name).set(1 if health == "Ready" else 0)
+        self._objects.entry(namespace, name).ready = health == "Ready"
 
     def expiry(self, *, namespace: str, name: str, token_id: str | None, expires: datetime | None) -> None:
-        previous = self._expiry_labels.pop((namespace, name), None)
-        if previous is not None and previous != token_id:
-            self.token_expiry.remove(namespace, name, previous)
-        if token_id and expires is not None:
-            self.token_expiry.labels(namespace, name, token_id).set(expires.timestamp())
-            self._expiry_labels[namespace, name] = token_id
-        elif previous is not None and previous == token_id:
-            self.token_expiry.remove(namespace, name, previous)
+        entry = self._objects.entry(namespace, name)
+        entry.token_id = token_id if expires is not None else None
+        entry.expires = expires.timestamp() if token_id and expires is not None else None
 
     def forget(self, *, namespace: str, name: str) -> None:
-        self.expiry(namespace=namespace, name=name, token_id=None, expires=None)
-        with contextlib.suppress(KeyError):
-            self.token_ready.remove(namespace, name)
+        self._objects.forget(namespace, name)
 
     def count_managed(self, count: Callable[[], float]) -> None:
         self.tokens_managed.set_function(count)
 
     def serve(self, port: int, address: str = "0.0.0.0") -> None:  # noqa: S104 - inside a pod
         start_http_server(port, addr=address, registry=self.registry)
+
+
+class _ObjectState:
+    __slots__ = ("expires", "ready", "token_id")
+
+    def __init__(self) -> None:
+        self.ready: bool | None = None
+        self.token_id: str | None = None
+        self.expires: float | None = None
+
+
+class PerObjectCollector(Collector):
+    """`token_ready` and `token_expiration_timestamp_seconds`, one series per ApiToken, made at scrape time.
+
+    Not labelled Gauges: a labelled child costs ~1.6 KB, two per object made 32 MB at 10,000 ApiTokens;
+    a slotted record per object costs a tenth of that.
+    """
+
+    def __init__(self) -> None:
+        self._objects: dict[tuple[str, str], _ObjectState] = {}
+
+    def entry(self, namespace: str, name: str) -> _ObjectState:
+        return self._objects.setdefault((namespace, name), _ObjectState())
+
+    def forget(self, namespace: str, name: str) -> None:
+        self._objects.pop((namespace, name), None)
+
+    def collect(self) -> Iterator[Metric]:
+        ready = GaugeMetricFamily(
+            f"{NAMESPACE}_token_ready",
+            "1 when the ApiToken is Ready, 0 otherwise.",
+            labels=["namespace", "name"],
+        )
+        expiry = GaugeMetricFamily(
+            f"{NAMESPACE}_token_expiration_timestamp_seconds",
+            "When each managed token expires (absent: never).",
+            labels=["namespace", "name", "token_id"],
+        )
+        for (namespace, name), state in list(self._objects.items()):
+            if state.ready is not None:
+                ready.add_metric([namespace, name], 1.0 if state.ready else 0.0)
+            if state.token_id is not None and state.expires is not None:
+                expiry.add_metric([namespace, name, state.token_id], state.expires)
+        yield ready
+        yield expiry

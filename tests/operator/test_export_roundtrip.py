@@ -51,6 +51,7 @@ def test_export_round_trip_adopts_everything_without_creates_or_puts(operator_en
         timeout=60,
     )
     assert not TOKEN_PATTERN.search(exported.stdout + exported.stderr)
+    operator_env.leak_sources.add_text("exported manifests", exported.stdout + exported.stderr)
     manifests = [d for d in yaml.safe_load_all(exported.stdout) if d]
     assert sorted(m["spec"]["adoptTokenId"] for m in manifests) == sorted(made)
     for manifest in manifests:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import urllib.request
 
 import pytest
@@ -10,15 +9,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from apitoken_operator.dynatrace.secrets import TOKEN_PATTERN
 from tests.fixtures.cluster import wait_until
-from tests.fixtures.operator import GROUP, PLURAL, VERSION, OperatorEnv
+from tests.fixtures.operator import GROUP, PLURAL, VERSION, OperatorEnv, free_port
 
 pytestmark = pytest.mark.controlplane
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -33,7 +33,7 @@ from kubernetes.client import ApiException
 from apitoken_operator.devenv import binaries, controlplane
 from apitoken_operator.dynatrace.secrets import TokenSecret
 from apitoken_operator.emulator.threaded import EmulatorThread
-from tests.fixtures.cluster import Cluster, wait_until, write_token_kubeconfig
+from tests.fixtures.cluster import Cluster, installed_crds, wait_until, write_token_kubeconfig
 from tests.fixtures.leaks import LeakSources
 from tests.fixtures.operator import CONNECTION, GROUP, PLURAL, VERSION, OperatorEnv, settle
 from tests.manifests.test_chart import CHART, Helm, find
@@ -348,29 +348,14 @@ def test_namespaced_scope_is_enough_and_confines_the_operator_to_its_namespaces(
 @pytest.fixture
 def peering_crds(helm: Helm, k8s: kubernetes.client.ApiClient) -> Iterator[None]:
     """The kopf.dev CRDs as the chart renders them (installed here: the session's CRD is not Helm's)."""
-    extensions: Any = kubernetes.client.ApiextensionsV1Api(k8s)
     crds = [
         o
         for o in helm.template({"peering": {"enabled": True}})
         if o["kind"] == "CustomResourceDefinition" and o["spec"]["group"] == "kopf.dev"
     ]
     assert len(crds) == 2
-    for crd in crds:
-        with contextlib.suppress(ApiException):
-            extensions.create_custom_resource_definition(crd)
-
-    def established() -> bool:
-        for crd in crds:
-            conditions = extensions.read_custom_resource_definition(crd["metadata"]["name"]).status.conditions
-            if not any(c.type == "Established" and c.status == "True" for c in conditions or ()):
-                return False
-        return True
-
-    wait_until(established, what="the kopf.dev CRDs to be established")
-    yield
-    for crd in crds:
-        with contextlib.suppress(ApiException):
-            extensions.delete_custom_resource_definition(crd["metadata"]["name"])
+    with installed_crds(k8s, crds):
+        yield
 
 
 @pytest.mark.usefixtures("peering_crds")

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import uuid
+import weakref
 from collections.abc import Callable, Collection, Coroutine, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -44,7 +45,7 @@ CRASH_STEPS = ("after-intent", "after-create", "after-secret", "before-status")
 #: where deleting a token (object deletion, replacement without grace, end of a grace period) can be
 DELETE_CRASH_STEPS = ("before-token-delete", "after-token-delete")
 MAX_STEPS = 10
-WRITES_REMEMBERED = 8
+WRITES_REMEMBERED = 3
 SECRET_WRITE_ATTEMPTS = 8
 TRANSIENT_RETRY = 10.0
 OUTCOME_UNKNOWN_RETRY = 2.0
@@ -102,7 +103,8 @@ class Reconciler:
         self._events = events
         self._metrics = metrics
         self._clock = clock
-        self._locks: dict[str, asyncio.Lock] = {}
+        #: per object, only while somebody holds or awaits it (10,000 idle locks would be ~2 MB)
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         #: uid -> resourceVersions of this process's recent writes, in batches (a batch's writes went
         #: out together, their order unknown); bodies older than the last batch are stale
         self._written: dict[str, list[set[str]]] = {}
@@ -148,7 +150,9 @@ class Reconciler:
         `ids_of_others(uid)`: the token ids other ApiTokens hold, never taken for a lost create's leftovers.
         """
         work = Work(body=body)
-        lock = self._locks.setdefault(work.uid, asyncio.Lock())
+        lock = self._locks.get(work.uid)
+        if lock is None:
+            lock = self._locks[work.uid] = asyncio.Lock()
         async with lock:
             current = await self._current(work)
             if current is None:  # gone while waiting for the lock: nothing left to do
