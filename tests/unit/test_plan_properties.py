@@ -81,12 +81,15 @@ def settling_never_touches_the_recorded_token(state: Input, result: Plan) -> Non
         assert action.replaces == state.recorded.pending.replaces
 
 
+DELETION_ACTIONS = (
+    a.ReleaseFinalizer | a.DeleteToken | a.DeleteRetiredToken | a.DropRetiring | a.AbandonPendingCreate
+)
+
+
 def deleting_never_creates_or_updates(state: Input, result: Plan) -> None:
     action = result.action
     if state.deleting:
-        assert isinstance(
-            action, a.ReleaseFinalizer | a.DeleteToken | a.DeleteRetiredToken | a.AbandonPendingCreate
-        )
+        assert isinstance(action, DELETION_ACTIONS)
     else:  # live objects are never released
         assert not isinstance(action, a.ReleaseFinalizer | a.DeleteToken)
     if isinstance(action, a.DeleteToken):
@@ -111,6 +114,10 @@ def only_retired_tokens_are_retired(state: Input, result: Plan) -> None:
         due = {i for i, when in state.recorded.retiring if state.deleting or when <= state.now}
         assert action.token_id in due
         assert action.token_id != state.recorded.token_id
+        assert action.token_id != state.secret.value_token_id or not state.secret.owned
+    if isinstance(action, a.DropRetiring):
+        assert action.token_id in {i for i, _ in state.recorded.retiring}
+        assert action.token_id in (state.recorded.token_id, state.secret.value_token_id)
 
 
 def adoption_takes_only_the_named_token(state: Input, result: Plan) -> None:

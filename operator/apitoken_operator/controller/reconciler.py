@@ -464,6 +464,9 @@ class Reconciler:
                     f"adopted existing token {token_id}; its secret cannot be read back, "
                     "rotate to fill the Secret",
                 )
+            case a.DropRetiring(token_id=token_id):
+                remaining = [t for t in work.status.get("retiringTokens") or [] if t.get("id") != token_id]
+                await self._write_status(work, {"retiringTokens": remaining or None}, defer=True)
             case a.DeleteRetiredToken(token_id=token_id):
                 await self._delete_token(connection, token_id)
                 remaining = [t for t in work.status.get("retiringTokens") or [] if t.get("id") != token_id]

@@ -66,6 +66,13 @@ class DeleteRetiredToken:
 
 
 @dataclass(frozen=True)
+class DropRetiring:
+    """A retiring entry names the token in use (a status edited by hand): drop the entry, keep the token."""
+
+    token_id: str
+
+
+@dataclass(frozen=True)
 class UpdateToken:
     token_id: str
     update: ApiTokenUpdate
@@ -127,6 +134,7 @@ Action = (
     | RecoverIdFromSecret
     | AdoptToken
     | DeleteRetiredToken
+    | DropRetiring
     | UpdateToken
     | WriteSecretMetadata
     | MoveSecret

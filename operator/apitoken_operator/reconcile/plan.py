@@ -240,6 +240,8 @@ def previous_secret_is_gone(state: Input) -> a.Action | None:
 
 def retired_tokens_deleted(state: Input) -> a.Action | None:
     for token_id, delete_after in state.recorded.retiring:
+        if token_id in _in_use(state):
+            return a.DropRetiring(token_id=token_id)
         if delete_after <= state.now:
             return a.DeleteRetiredToken(token_id=token_id)
     return None
@@ -314,8 +316,15 @@ def token_deleted(state: Input) -> a.Action:
 def retired_tokens_go_too(state: Input) -> a.Action | None:
     """Rotated-out tokens are deleted with the object, whatever the policy: they were on their way out."""
     for token_id, _ in state.recorded.retiring:
+        if token_id in _in_use(state):
+            return a.DropRetiring(token_id=token_id)
         return a.DeleteRetiredToken(token_id=token_id)
     return None
+
+
+def _in_use(state: Input) -> set[str]:
+    """The recorded token and the one the Secret holds: never retired, whatever the status says."""
+    return {i for i in (state.recorded.token_id, _held_token_id(state.secret)) if i}
 
 
 DELETION_CHECKS: tuple[Check, ...] = (
