@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any, cast
 
 import pytest
 
+from apitoken_operator.controller.connections import Connections
 from apitoken_operator.controller.gather import CLOCK_SKEW, _may_be_lost_create
-from apitoken_operator.controller.reconciler import _as_observed
+from apitoken_operator.controller.reconciler import Reconciler, _as_observed
+from apitoken_operator.controller.reconciler import _inputs as reconciler_inputs
 from apitoken_operator.dynatrace.dates import format_date
 from apitoken_operator.dynatrace.models import ApiToken, ApiTokenCreate, ApiTokenCreated
 from apitoken_operator.dynatrace.secrets import TokenSecret
+from apitoken_operator.kube.api import Kube
 from apitoken_operator.reconcile import actions as a
 from apitoken_operator.reconcile.model import PendingCreate
 from apitoken_operator.reconcile.reasons import Reason
+from apitoken_operator.settings import OperatorSettings
 from tests.unit.builders import NOW, full_token, tid
 
 STARTED = NOW - timedelta(minutes=10)
@@ -125,3 +130,45 @@ def test_deferred_status_patches_combine_like_two_writes() -> None:
     one_by_one = merge_patch(merge_patch(merge_patch(status, first), second), third)
     assert merge_patch(status, combined) == one_by_one == {"id": "new", "conditions": [1]}
     assert combined["pendingCreate"] is None  # the removal survives to the API server
+
+
+def _reconciler() -> Reconciler:
+    return Reconciler(
+        kube=cast(Kube, None),
+        connections=cast(Connections, None),
+        settings=OperatorSettings(),
+        events=lambda body, **_: None,
+    )
+
+
+def _body(version: str, *, generation: int = 1, annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "uid": "u1",
+            "resourceVersion": version,
+            "generation": generation,
+            "finalizers": ["dynatrace.apitokens.io/finalizer"],
+            "annotations": annotations or {},
+        }
+    }
+
+
+def test_the_events_of_its_own_writes_do_not_wake_the_reconciler() -> None:
+    reconciler = _reconciler()
+    reconciler._wrote("u1", "9")  # the finalizer
+    reconciler._wrote("u1", "10", "11")  # a status write and a patch that went out together
+    reconciler._wrote("u1", "12")  # the create cleared
+    reconciler._wrote("u1", "13")  # the final status
+    reconciler._acted_on["u1"] = reconciler_inputs(_body("13"))
+    assert all(reconciler.own_echo(_body(v)) for v in ("9", "10", "11", "12", "13"))
+    assert not reconciler.own_echo(_body("14"))  # somebody else's write
+
+
+def test_a_change_that_came_with_its_own_last_write_is_not_mistaken_for_an_echo() -> None:
+    reconciler = _reconciler()
+    reconciler._wrote("u1", "12")
+    reconciler._acted_on["u1"] = reconciler_inputs(_body("11"))
+    assert not reconciler.own_echo(_body("12", generation=2))  # the spec changed meanwhile
+    rotate = {"dynatrace.apitokens.io/rotate": "1"}
+    assert not reconciler.own_echo(_body("12", annotations=rotate))
+    assert reconciler.own_echo(_body("12", annotations={"team": "a"}))  # not an input

@@ -45,7 +45,6 @@ CRASH_STEPS = ("after-intent", "after-create", "after-secret", "before-status")
 #: where deleting a token (object deletion, replacement without grace, end of a grace period) can be
 DELETE_CRASH_STEPS = ("before-token-delete", "after-token-delete")
 MAX_STEPS = 10
-WRITES_REMEMBERED = 3
 SECRET_WRITE_ATTEMPTS = 8
 TRANSIENT_RETRY = 10.0
 OUTCOME_UNKNOWN_RETRY = 2.0
@@ -105,9 +104,10 @@ class Reconciler:
         self._clock = clock
         #: per object, only while somebody holds or awaits it (10,000 idle locks would be ~2 MB)
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
-        #: uid -> resourceVersions of this process's recent writes, in batches (a batch's writes went
-        #: out together, their order unknown); bodies older than the last batch are stale
-        self._written: dict[str, list[set[str]]] = {}
+        #: uid -> resourceVersions of this process's writes in its last reconcile: the earlier ones, and
+        #: the last batch (writes that went out together, their order unknown). Bodies with an earlier
+        #: version are stale; the event of the last batch comes after them.
+        self._written: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
 
         #: uid -> what the last reconcile acted on (see `_inputs`)
         self._acted_on: dict[str, tuple[Any, ...]] = {}
@@ -126,16 +126,15 @@ class Reconciler:
         """
         metadata = body.get("metadata") or {}
         uid = str(metadata.get("uid"))
-        batches = self._written.get(uid) or []
+        earlier, last = self._written.get(uid, ((), ()))
         version = metadata.get("resourceVersion")
-        if any(version in batch for batch in batches[:-1]):
+        if version in earlier:
             return True
-        return bool(batches) and version in batches[-1] and self._acted_on.get(uid) == _inputs(body)
+        return version in last and self._acted_on.get(uid) == _inputs(body)
 
     def _wrote(self, uid: str, *versions: str) -> None:
-        batches = self._written.setdefault(uid, [])
-        batches.append({v for v in versions if v})
-        del batches[:-WRITES_REMEMBERED]
+        earlier, last = self._written.get(uid, ((), ()))
+        self._written[uid] = (earlier + last, tuple(v for v in versions if v))
 
     async def reconcile(
         self,
@@ -158,6 +157,8 @@ class Reconciler:
             if current is None:  # gone while waiting for the lock: nothing left to do
                 outcome = Outcome(Health.READY, Reason.DELETED, "the object is gone")
                 return Result(outcome, released=True)
+            if current.uid in self._written:  # the versions of older reconciles are not needed now
+                self._written[current.uid] = ((), self._written[current.uid][1])
             try:
                 result = await self._finalized(
                     current,
@@ -231,8 +232,8 @@ class Reconciler:
         A body from a watch event or read before waiting for the lock may predate the last status write
         (an out-of-band reconcile's, say); acting on it would repeat a rotation or a replacement.
         """
-        written = self._written.get(work.uid)
-        if not written or work.metadata.get("resourceVersion") in written[-1]:
+        _, last = self._written.get(work.uid, ((), ()))
+        if not last or work.metadata.get("resourceVersion") in last:
             return work
         body = await self._kube.get_apitoken(work.namespace, work.name)
         if body is None or body.get("metadata", {}).get("uid") != work.uid:
@@ -361,7 +362,9 @@ class Reconciler:
         token: ApiToken | None,
     ) -> None:
         client, observer = connection.client, connection.observer
-        if work.finalizing is not None:  # nothing changes in Dynatrace before the finalizer is in place
+        if work.finalizing is not None and not isinstance(action, a.CreateToken):
+            # Nothing changes in Dynatrace before the finalizer is in place; a create's intent write
+            # waits for it, going out beside it.
             self._wrote(work.uid, await self._finalizer_added(work))
         match action:
             case a.CreateToken():
