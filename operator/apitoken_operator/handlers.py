@@ -44,6 +44,8 @@ ANNOTATION_PREFIX = "kopf.dynatrace.apitokens.io"
 KOPF_FINALIZER = "kopf.dynatrace.apitokens.io/unused"
 RESOURCE = (api.GROUP, api.VERSION, api.PLURAL)
 MAX_RECONCILES = 64
+#: marks a scheduler key as a queued watch event (rather than a retry or a wake-up)
+EVENT = "event"
 logger = logging.getLogger(__name__)
 
 #: token id -> (uid, namespace, name) of the ApiTokens recording it
@@ -162,15 +164,14 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:  # noqa: PLR0915 
         if release_requested(body):
             await _release(runtime, _copy(body))
             return
-        reconciler = _reconciler(runtime)
-        if reconciler.own_echo(body):
-            return
-        why = needs_reconcile(body, first_sight=uid not in runtime.seen, last_check=runtime.checks.get(uid))
-        if why is not None:
+        if _worth_a_reconcile(runtime, body):
             metadata = body.get("metadata", {})
-            logger.debug("%s/%s: reconciling: %s", metadata.get("namespace"), metadata.get("name"), why)
-            if runtime.slots.locked() and runtime.scheduler is not None:
-                runtime.scheduler.schedule((metadata.get("namespace"), metadata.get("name")))
+            busy = _reconciler(runtime).busy(uid)
+            if (busy or runtime.slots.locked()) and runtime.scheduler is not None:
+                # Queued as an event: when its turn comes (after the object's reconcile under way, if
+                # any), the object is read and looked at again; by then the event may have turned out
+                # to be the echo of a write whose answer had not arrived yet.
+                runtime.scheduler.schedule((EVENT, uid, metadata.get("namespace"), metadata.get("name")))
                 return
             async with runtime.slots:
                 await _reconcile_body(runtime, _copy(body))
@@ -203,13 +204,32 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:  # noqa: PLR0915 
     return registry
 
 
+def _worth_a_reconcile(runtime: Runtime, body: Any) -> bool:
+    """Not the echo of the operator's own write, and something the status does not answer yet."""
+    if _reconciler(runtime).own_echo(body):
+        return False
+    metadata = body.get("metadata", {})
+    uid = metadata.get("uid", "")
+    why = needs_reconcile(body, first_sight=uid not in runtime.seen, last_check=runtime.checks.get(uid))
+    if why is not None:
+        logger.debug("%s/%s: reconciling: %s", metadata.get("namespace"), metadata.get("name"), why)
+    return why is not None
+
+
 async def _reconcile_out_of_band(runtime: Runtime, key: Hashable) -> None:
-    """A retry or a wake-up: reconcile what the object is now, whatever event was seen last."""
-    namespace, name = cast(tuple[str, str], key)
+    """A retry or a wake-up: reconcile what the object is now, whatever event was seen last.
+
+    A queued event (`EVENT`, ns, name) is looked at like an event, so that one which turned out to be
+    an echo costs a read, not a reconcile.
+    """
+    parts = cast(tuple[str, ...], key)
+    event, (namespace, name) = parts[0] == EVENT, parts[-2:]
     assert runtime.api_client is not None
+    if event:
+        await _reconciler(runtime).idle(parts[1])
     async with runtime.slots:
         body = await api.Kube(runtime.api_client).get_apitoken(namespace, name)
-        if body is not None:
+        if body is not None and (not event or release_requested(body) or _worth_a_reconcile(runtime, body)):
             await _reconcile_fresh(runtime, body)
 
 

@@ -117,6 +117,18 @@ class Reconciler:
         self._written.pop(uid, None)
         self._acted_on.pop(uid, None)
 
+    def busy(self, uid: str) -> bool:
+        """A reconcile of this object is under way."""
+        lock = self._locks.get(uid)
+        return lock is not None and lock.locked()
+
+    async def idle(self, uid: str) -> None:
+        """Wait until no reconcile of this object is under way."""
+        lock = self._locks.get(uid)
+        if lock is not None and lock.locked():
+            async with lock:
+                pass
+
     def own_echo(self, body: Mapping[str, Any]) -> bool:
         """The event of this process's own write, carrying nothing it has not acted on already.
 
@@ -159,6 +171,10 @@ class Reconciler:
                 return Result(outcome, released=True)
             if current.uid in self._written:  # the versions of older reconciles are not needed now
                 self._written[current.uid] = ((), self._written[current.uid][1])
+            # What this reconcile acts on, the finalizer it may add included: the events of its own
+            # writes can arrive before it ends (when it runs from the scheduler, outside kopf's
+            # per-object queue), and are echoes all the same.
+            self._acted_on[current.uid] = _inputs(current.body, with_finalizer=not deleting)
             try:
                 result = await self._finalized(
                     current,
@@ -788,13 +804,16 @@ def _as_observed(created: ApiTokenCreated, action: a.CreateToken, *, owner: str 
     )
 
 
-def _inputs(body: Mapping[str, Any]) -> tuple[Any, ...]:
+def _inputs(body: Mapping[str, Any], *, with_finalizer: bool = False) -> tuple[Any, ...]:
     """What, besides its status, decides how an ApiToken is reconciled: spec, deletion, annotations."""
     metadata = body.get("metadata") or {}
     annotations = metadata.get("annotations") or {}
+    finalizers = list(metadata.get("finalizers") or ())
+    if with_finalizer and FINALIZER not in finalizers:
+        finalizers.append(FINALIZER)
     return (
         metadata.get("generation"),
         metadata.get("deletionTimestamp"),
-        tuple(metadata.get("finalizers") or ()),
+        tuple(finalizers),
         tuple(sorted((k, v) for k, v in annotations.items() if k.startswith("dynatrace.apitokens.io/"))),
     )
