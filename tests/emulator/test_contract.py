@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from apitoken_operator.dynatrace.secrets import TOKEN_PATTERN, mask_secrets
 from apitoken_operator.emulator import start_emulator
 from apitoken_operator.emulator.contract import ContractChecker
 from apitoken_operator.emulator.tokens import TokenRecord
@@ -26,9 +27,14 @@ def test_package_data_equals_shared_copy(name: str) -> None:
         f"{original} is missing: the shared reference files must sit beside the repository "
         "(../shared/dynatrace/), as they do in every session and in CI"
     )
-    assert (PACKAGE_DATA / name).read_bytes() == original.read_bytes(), (
-        f"{PACKAGE_DATA / name} differs from {original}: copy the shared file over it"
+    # Dynatrace's own example token is masked in the copy: no full token is committed, so that any one
+    # in the tests' output is a leak.
+    expected = mask_secrets(original.read_text(encoding="utf-8"))
+    assert (PACKAGE_DATA / name).read_text(encoding="utf-8") == expected, (
+        f"{PACKAGE_DATA / name} differs from {original}: copy the shared file over it "
+        "(masked: mask_secrets(text), as this test does)"
     )
+    assert not TOKEN_PATTERN.search(expected)
 
 
 @pytest.fixture(scope="module")

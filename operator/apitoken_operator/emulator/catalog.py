@@ -1,7 +1,7 @@
 """The reference data shipped with the package: Dynatrace's OpenAPI subset and the scope lists.
 
-They live in `apitoken_operator/data/` (package data), copied verbatim from `shared/dynatrace/`; a test
-keeps the copies equal to the originals.
+They live in `apitoken_operator/data/` (package data), copied from `shared/dynatrace/` with the one
+full example token masked (`mask_secrets`); a test keeps the copies equal to the originals.
 """
 
 from __future__ import annotations
