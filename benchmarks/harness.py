@@ -16,7 +16,6 @@ import pathlib
 import platform
 import re
 import select
-import socket
 import subprocess
 import sys
 import threading
@@ -32,7 +31,7 @@ import kubernetes
 import urllib3
 from kubernetes.client import ApiException
 
-from apitoken_operator.devenv.controlplane import ControlPlane, die_with_parent, stop_process_group
+from apitoken_operator.devenv.controlplane import ControlPlane, die_with_parent, free_port, stop_process_group
 from apitoken_operator.devenv.paths import SOURCE_ROOT
 from apitoken_operator.metrics import NAMESPACE as METRICS_NAMESPACE
 
@@ -264,7 +263,7 @@ class Operator:
             "--default-connection",
             f"{namespace}/{CONNECTION}",
             "--metrics-port",
-            str(_free_port()),
+            str(free_port()),
             *args,
         ]
         self.metrics_url = f"http://127.0.0.1:{command[command.index('--metrics-port') + 1]}/metrics"
@@ -308,12 +307,6 @@ class Operator:
 
 
 # --- Kubernetes -----------------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def kube_client(kubeconfig: pathlib.Path, *, pool: int = 32) -> kubernetes.client.ApiClient:

@@ -15,7 +15,6 @@ import base64
 import json
 import os
 import pathlib
-import socket
 import subprocess
 import time
 import urllib.error
@@ -25,6 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import yaml
 
+from apitoken_operator.devenv.controlplane import free_port
 from tests.fixtures.cluster import Cluster, wait_until
 from tests.fixtures.operator import CONNECTION, OperatorEnv
 from tests.image.dockerfile import Dockerfile
@@ -37,12 +37,6 @@ _FILE_KEYS = {
     "client-certificate": "client-certificate-data",
     "client-key": "client-key-data",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def inlined_kubeconfig(cluster: Cluster, target: pathlib.Path, owner: tuple[int, int] | None) -> pathlib.Path:

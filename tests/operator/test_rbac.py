@@ -18,7 +18,6 @@ import os
 import pathlib
 import re
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -403,21 +402,15 @@ def test_peering_needs_only_its_peering_rules_and_the_operator_announces_itself(
 # --- cluster-wide, as installed: a private control plane ------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def run_as_deployed(args: list[str], kubeconfig: pathlib.Path, log: pathlib.Path) -> subprocess.Popen[bytes]:
     """The operator with the Deployment's own arguments; only the ports moved to free local ones."""
+    liveness = f"--liveness=http://127.0.0.1:{controlplane.free_port()}"
     argv = [
-        re.sub(r"^--liveness=http://0\.0\.0\.0:\d+", f"--liveness=http://127.0.0.1:{free_port()}", arg)
+        re.sub(r"^--liveness=http://0\.0\.0\.0:\d+", liveness, arg)
         for arg in args
         if not arg.startswith("--metrics-port")
     ]
-    argv += [f"--metrics-port={free_port()}", "--kubeconfig", str(kubeconfig), "--verbose"]
+    argv += [f"--metrics-port={controlplane.free_port()}", "--kubeconfig", str(kubeconfig), "--verbose"]
     with log.open("ab") as sink:
         return subprocess.Popen(
             [sys.executable, "-m", "apitoken_operator", *argv],

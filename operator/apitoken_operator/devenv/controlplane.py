@@ -213,7 +213,7 @@ def _start(
     workdir, pki = plane.workdir, plane.pki
     pki.mkdir(exist_ok=True)
     subprocess.run([str(binaries.pki), "-dir", str(pki)], check=True)
-    etcd_client, etcd_peer, apiserver_port = _free_ports(3)
+    etcd_client, etcd_peer, apiserver_port = free_ports(3)
     plane.server = f"https://127.0.0.1:{apiserver_port}"
     etcd = _spawn(
         plane,
@@ -340,7 +340,13 @@ def _write_kubeconfig(plane: ControlPlane, path: pathlib.Path) -> pathlib.Path:
     return path
 
 
-def _free_ports(count: int) -> list[int]:
+def free_port() -> int:
+    """A loopback port free right now (for a process about to bind it)."""
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct loopback ports free right now."""
     sockets = [socket.socket() for _ in range(count)]
     try:
         for s in sockets:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,12 +25,6 @@ QUEUE_LIMIT = 10_000
 WORKERS = 2
 #: seconds to finish posting at shutdown
 SHUTDOWN_GRACE = 2.0
-
-
-@dataclass(frozen=True)
-class PendingEvent:
-    namespace: str
-    body: dict[str, Any]
 
 
 def event_body(
@@ -70,7 +63,7 @@ def event_body(
 class EventPoster:
     def __init__(self, kube: Kube) -> None:
         self._kube = kube
-        self._queue: asyncio.Queue[PendingEvent] = asyncio.Queue(maxsize=QUEUE_LIMIT)
+        self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=QUEUE_LIMIT)
         self._workers: list[asyncio.Task[None]] = []
         self.dropped = 0
 
@@ -79,20 +72,20 @@ class EventPoster:
         if not self._workers:
             self._workers = [asyncio.create_task(self._work()) for _ in range(WORKERS)]
         try:
-            self._queue.put_nowait(PendingEvent(str(event["metadata"]["namespace"]), event))
+            self._queue.put_nowait(event)
         except asyncio.QueueFull:
             self.dropped += 1
             logger.debug("event queue full; dropped %s %s", reason, event["involvedObject"]["name"])
 
     async def _work(self) -> None:
         while True:
-            pending = await self._queue.get()
+            event = await self._queue.get()
             try:
-                await self._kube.create_event(pending.namespace, pending.body)
+                await self._kube.create_event(str(event["metadata"]["namespace"]), event)
             except KubeError as error:  # an Event is worth a log line, not a retry
-                logger.warning("Event %s not posted: %s", pending.body["reason"], error)
+                logger.warning("Event %s not posted: %s", event["reason"], error)
             except Exception:
-                logger.exception("Event %s not posted", pending.body["reason"])
+                logger.exception("Event %s not posted", event["reason"])
             finally:
                 self._queue.task_done()
 
