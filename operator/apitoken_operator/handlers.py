@@ -219,8 +219,8 @@ def _worth_a_reconcile(runtime: Runtime, body: Any) -> bool:
 async def _reconcile_out_of_band(runtime: Runtime, key: Hashable) -> None:
     """A retry or a wake-up: reconcile what the object is now, whatever event was seen last.
 
-    A queued event (`EVENT`, ns, name) is looked at like an event, so that one which turned out to be
-    an echo costs a read, not a reconcile.
+    A queued event (`EVENT`, uid, ns, name) waits for the object's reconcile under way, then is looked at
+    like an event, so that one which turned out to be an echo costs a read, not a reconcile.
     """
     parts = cast(tuple[str, ...], key)
     event, (namespace, name) = parts[0] == EVENT, parts[-2:]
