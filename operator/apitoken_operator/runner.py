@@ -126,6 +126,7 @@ def settings_from(args: argparse.Namespace) -> OperatorSettings:
         drift_interval=args.drift_interval,
         observation_max_age=args.observation_max_age,
         events=args.events,
+        peering=args.peering is not None,
     )
 
 

@@ -76,5 +76,20 @@ class OperatorSettings:
     #: Which Events to post: "all", or "warnings" only (the Normal ones — a token created, deleted,
     #: rotated — cost one Kubernetes write each, which counts when thousands of objects change at once).
     events: str = "all"
+    #: Other replicas may run beside this one (kopf peering). A replica that pauses for another still
+    #: finishes the calls it has under way, so intents are then written only onto the version of the
+    #: object they were decided on, and a create recorded by another process is waited out (at most
+    #: `foreign_create_window`) instead of being settled at once. Standalone, a recorded create that is
+    #: not this process's own is a dead predecessor's and is settled at once.
+    peering: bool = False
+    #: Replicas' clocks may differ by this much when one judges how old another's intent is.
+    replica_clock_skew: float = 60.0
     dynatrace: DynatraceSettings = field(default_factory=DynatraceSettings)
     policy: PolicySettings = field(default_factory=PolicySettings)
+
+    @property
+    def foreign_create_window(self) -> float | None:
+        """Seconds after its intent within which another process's create may still be running."""
+        if not self.peering:
+            return None
+        return self.dynatrace.retry.deadline + self.replica_clock_skew

@@ -410,13 +410,6 @@ def test_two_replicas_started_together_make_one_token_per_object(
         assert replica.process is not None and replica.process.poll() is None, "a replica died"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="operator bug: a replica that pauses for a peer of higher priority still finishes the creates "
-    "it has under way, while the peer, resuming the same objects, abandons their fresh intents and "
-    "creates again: one orphan token per object. Two replicas started together on existing objects, "
-    "and a RollingUpdate whose new pod draws the higher priority, run into the same",
-)
 @pytest.mark.usefixtures("peering_crds")
 def test_a_replica_of_higher_priority_joining_while_creates_are_under_way(
     operator_env: OperatorEnv, second_operator: OperatorEnv, fault_runs: int, monkeypatch: pytest.MonkeyPatch
@@ -439,3 +432,23 @@ def test_a_replica_of_higher_priority_joining_while_creates_are_under_way(
     wait_until(quiet_and_ready, timeout=60, what="no create under way, every object with a token")
     assert world_problems(env, count=len(names)) == []
     assert env.calls("create") == len(names), "a token was created twice"
+
+
+@pytest.mark.usefixtures("peering_crds")
+def test_two_replicas_started_together_on_existing_objects_make_one_token_each(
+    operator_env: OperatorEnv, second_operator: OperatorEnv, fault_runs: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Objects waiting when two replicas start: before the replicas have seen each other both work on
+    them. An intent goes only onto the version of the object it was decided on, and a create the other
+    replica recorded is waited for, so every object still gets one token."""
+    env, replicas = operator_env, (operator_env, second_operator)
+    arrived = count_arrivals(env, monkeypatch)
+    create_peering_object(env)
+    names = [f"early-{i}" for i in range(10 * fault_runs)]
+    apply_all(env, names)()
+    env.emulator.faults.update(latency=1.0, operations=["create"])  # both replicas get to act meanwhile
+    for replica in replicas:
+        replica.start("--peering", PEERING)
+    wait_invariants(env, count=len(names), timeout=120)
+    assert env.calls("create") == len(names), "a token was created twice"
+    assert arrived["create"] == len(names), "a create was sent twice"

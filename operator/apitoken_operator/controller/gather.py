@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -13,7 +13,13 @@ from apitoken_operator.dynatrace.dates import DateFormatError, parse_date
 from apitoken_operator.dynatrace.models import ApiToken
 from apitoken_operator.kube import secrets
 from apitoken_operator.kube.api import Kube
-from apitoken_operator.reconcile.model import Desired, Input, PendingCreate, Recorded
+from apitoken_operator.reconcile.model import (
+    Desired,
+    Input,
+    PendingCreate,
+    Recorded,
+    running_elsewhere_until,
+)
 
 #: Clock skew allowed between this machine and Dynatrace when matching a lost create by creation time.
 CLOCK_SKEW = timedelta(minutes=2)
@@ -110,9 +116,17 @@ async def gather(
     deleting: bool,
     ids_of_others: Callable[[str], Collection[str]],
     fresh: bool = False,
+    own_attempt: str | None = None,
+    foreign_create_window: timedelta | None = None,
 ) -> Input:
-    """`ids_of_others(uid)`: token ids recorded by other ApiTokens, never candidates of a lost create."""
+    """`ids_of_others(uid)`: token ids recorded by other ApiTokens, never candidates of a lost create.
+
+    `own_attempt`: the last create this process recorded for the object.
+    """
     recorded = work.recorded(now=now)
+    if recorded.pending is not None and recorded.pending.attempt == own_attempt:
+        recorded = replace(recorded, pending=replace(recorded.pending, started_here=True))
+    waiting = running_elsewhere_until(recorded.pending, window=foreign_create_window, now=now) is not None
     if desired.secret_name not in work.secret_bodies:
         work.secret_bodies[desired.secret_name] = await kube.get_secret(work.namespace, desired.secret_name)
     secret = secrets.facts(
@@ -136,7 +150,7 @@ async def gather(
         wanted = recorded.token_id or ((held or desired.adopt_token_id) if recorded.pending is None else None)
         if wanted:
             token = await connection.observer.token(wanted, max_age=0 if fresh else None)
-        if recorded.pending:
+        if recorded.pending and not waiting:  # while another replica may still be creating, not yet
             tokens = await connection.observer.tokens(max_age=0)
             others = ids_of_others(work.uid)
             candidates = tuple(
@@ -156,6 +170,7 @@ async def gather(
         reference=work.reference,
         release_requested=(work.metadata.get("annotations") or {}).get(RELEASE_ANNOTATION) == "true",
         rotation_request=(work.metadata.get("annotations") or {}).get(ROTATE_ANNOTATION) or None,
+        foreign_create_window=foreign_create_window,
     )
 
 

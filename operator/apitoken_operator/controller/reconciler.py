@@ -48,6 +48,8 @@ MAX_STEPS = 10
 SECRET_WRITE_ATTEMPTS = 8
 TRANSIENT_RETRY = 10.0
 OUTCOME_UNKNOWN_RETRY = 2.0
+#: another writer changed the object between its read and a conditional write: look again soon
+CONFLICT_RETRY = 0.5
 
 
 _crash_hits: dict[str, int] = {}
@@ -111,11 +113,15 @@ class Reconciler:
 
         #: uid -> what the last reconcile acted on (see `_inputs`)
         self._acted_on: dict[str, tuple[Any, ...]] = {}
+        #: uid -> the attempt of the last create this process recorded (its own intents, over once
+        #: the object's lock is free; any other is another process's, maybe still running)
+        self._attempts: dict[str, str] = {}
 
     def forget(self, uid: str) -> None:
         self._locks.pop(uid, None)
         self._written.pop(uid, None)
         self._acted_on.pop(uid, None)
+        self._attempts.pop(uid, None)
 
     def busy(self, uid: str) -> bool:
         """A reconcile of this object is under way."""
@@ -210,7 +216,25 @@ class Reconciler:
         any create), saving a round trip; every write and Dynatrace change awaits it first.
         """
         finalizers = work.metadata.get("finalizers") or []
-        if FINALIZER not in finalizers and not work.metadata.get("deletionTimestamp"):
+        missing = FINALIZER not in finalizers and not work.metadata.get("deletionTimestamp")
+        if missing and self._settings.peering:
+            # Another replica may be reconciling this object from the same version: the finalizer goes
+            # first, onto the version read, so that every later conditional write is decided on it.
+            try:
+                version = await self._kube.add_finalizer(
+                    work.namespace,
+                    work.name,
+                    finalizer=FINALIZER,
+                    finalizers=list(finalizers),
+                    resource_version=work.metadata.get("resourceVersion"),
+                )
+            except KubeError as error:
+                reconciling.close()
+                return self._kube_failure(error)
+            work.metadata["finalizers"] = [*finalizers, FINALIZER]
+            work.metadata["resourceVersion"] = version
+            self._wrote(work.uid, version)
+        elif missing:
             work.finalizing = asyncio.create_task(
                 self._kube.add_finalizer(
                     work.namespace, work.name, finalizer=FINALIZER, finalizers=list(finalizers)
@@ -287,10 +311,17 @@ class Reconciler:
         except errors.DynatraceError as error:
             return await self._dynatrace_failure(work, desired, error, deleting=deleting)
         except KubeError as error:
+            return self._kube_failure(error)
+
+    @staticmethod
+    def _kube_failure(error: KubeError) -> Result:
+        if error.conflict:
             outcome = Outcome(
-                Health.RECONCILING, Reason.PROGRESSING, f"Kubernetes API error, retrying: {error}"
+                Health.RECONCILING, Reason.PROGRESSING, "the object changed meanwhile; looking again"
             )
-            return await self._settle(work, outcome, retry_after=TRANSIENT_RETRY, write=False)
+            return Result(outcome, retry_after=CONFLICT_RETRY)
+        outcome = Outcome(Health.RECONCILING, Reason.PROGRESSING, f"Kubernetes API error, retrying: {error}")
+        return Result(outcome, retry_after=TRANSIENT_RETRY)
 
     async def _connection(self, work: Work, desired: Desired, *, deleting: bool) -> Connection:
         connection = await self._connections.resolve(
@@ -323,6 +354,8 @@ class Reconciler:
                 deleting=deleting,
                 ids_of_others=ids_of_others,
                 fresh=fresh and step_number == 0,
+                own_attempt=self._attempts.get(work.uid),
+                foreign_create_window=self._foreign_create_window,
             )
             step = plan(state)
             logger.debug("%s: %s -> %s", work.reference, step.check, type(step.action).__name__)
@@ -333,6 +366,8 @@ class Reconciler:
                 return await self._in_sync(work, state)
             if isinstance(action, a.Stall):
                 return await self._stall(work, action.reason, action.message)
+            if isinstance(action, a.AwaitPendingCreate):
+                return self._await_other_replica(work, action, now=now)
             if isinstance(action, a.ReleaseFinalizer):
                 if action.reason not in work.announced:  # "deleted token X" says it already
                     self._event(work, "Normal", action.reason, action.message)
@@ -340,6 +375,22 @@ class Reconciler:
             await self._apply(work, action, desired=desired, connection=connection, token=state.token)
         outcome = Outcome(Health.RECONCILING, Reason.PROGRESSING, "still converging; will continue shortly")
         return await self._settle(work, outcome, retry_after=1.0)
+
+    @property
+    def _foreign_create_window(self) -> timedelta | None:
+        seconds = self._settings.foreign_create_window
+        return None if seconds is None else timedelta(seconds=seconds)
+
+    @staticmethod
+    def _await_other_replica(work: Work, action: a.AwaitPendingCreate, *, now: datetime) -> Result:
+        """Write nothing (the other replica is writing this object): its writes, or `until`, bring it back."""
+        message = (
+            f"another replica is creating this object's token (attempt {action.attempt}); waiting for it "
+            f"to finish, until {format_date(action.until)} at the latest"
+        )
+        logger.info("%s: %s", work.reference, message)
+        wait = max(0.0, (action.until - now).total_seconds()) + 1.0
+        return Result(Outcome(Health.RECONCILING, Reason.CREATING, message), retry_after=wait)
 
     async def _in_sync(self, work: Work, state: Input) -> Result:
         message = f"token {state.recorded.token_id} is in sync"
@@ -503,8 +554,9 @@ class Reconciler:
         self, work: Work, action: a.CreateToken, *, desired: Desired, connection: Connection
     ) -> None:
         owner = await connection.owner()
+        attempt = self._attempts[work.uid] = uuid.uuid4().hex
         intent = {
-            "attempt": uuid.uuid4().hex,
+            "attempt": attempt,
             "name": action.request.name,
             "startedAt": format_date(self._clock()),
             "owner": owner,
@@ -512,7 +564,11 @@ class Reconciler:
             "graceSeconds": int(action.grace.total_seconds()) if action.grace and action.replaces else 0,
         }
         reconciling = Outcome(Health.RECONCILING, Reason.CREATING, f"creating a token: {action.why}")
-        await self._write_status(work, {"pendingCreate": intent, **self._conditions(work, reconciling)})
+        await self._write_status(
+            work,
+            {"pendingCreate": intent, **self._conditions(work, reconciling)},
+            conditional=self._settings.peering,
+        )
         crashpoint("after-intent")
         try:
             created = await connection.client.create(action.request)
@@ -716,18 +772,22 @@ class Reconciler:
                 return True
         return False
 
-    async def _write_status(self, work: Work, patch: dict[str, Any], *, defer: bool = False) -> None:
+    async def _write_status(
+        self, work: Work, patch: dict[str, Any], *, defer: bool = False, conditional: bool = False
+    ) -> None:
         """Patch the status, or with `defer` only record the patch, to go out with the next write.
 
         Deferring is for what needs no durability of its own (the Secret already records it, or the
         step is safe to repeat): it saves one Kubernetes write per step. An intent must never be deferred.
+        `conditional`: only onto the version this reconcile last read or wrote (409 otherwise).
         """
         if defer:
             work.deferred_status = combine_patches(work.deferred_status, patch)
             work.body["status"] = merge_patch(work.status, patch)
             return
         patch = combine_patches(work.deferred_status, patch)
-        writing = self._kube.patch_apitoken_status(work.namespace, work.name, patch)
+        version = work.metadata.get("resourceVersion") if conditional else None
+        writing = self._kube.patch_apitoken_status(work.namespace, work.name, patch, resource_version=version)
         finalizer_version, written = await asyncio.gather(self._finalizer_added(work), writing)
         work.deferred_status = {}
         work.body["status"] = written.get("status") or {}

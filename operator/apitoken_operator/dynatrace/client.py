@@ -331,16 +331,22 @@ class DynatraceClient:
         attempt = 0
         while True:
             attempt += 1
-            remaining = deadline - self._monotonic()
             cause: BaseException | None = None
             hint: float | None = None
             error: DynatraceError
             started = self._monotonic()
             try:
-                async with self._in_flight:  # the connection's share of the environment's request pool
+                await self._take_slot(deadline)
+                try:
                     response = await self._http.request(
-                        method, path, json=body, params=params, timeout=self._attempt_timeout(remaining)
+                        method,
+                        path,
+                        json=body,
+                        params=params,
+                        timeout=self._attempt_timeout(deadline - self._monotonic()),
                     )
+                finally:
+                    self._in_flight.release()
             except httpx.RequestError as exc:
                 self._report(method, path, type(exc).__name__, started)
                 cause, error = exc, _transport_error(exc, operation=operation, scrub=scrub)
@@ -385,6 +391,21 @@ class DynatraceClient:
                     RetryEvent(operation=operation, attempt=attempt, delay=delay, hint=hint, error=error)
                 )
             await self._sleep(delay)
+
+    async def _take_slot(self, deadline: float) -> None:
+        """The connection's share of the environment's request pool, waited for within the deadline.
+
+        No request goes out after its call's deadline, however long the queue: a create not sent by
+        then never will be, which is what lets another replica settle its intent safely.
+        """
+        try:
+            waiting = max(deadline - self._monotonic(), 0.001)
+            await asyncio.wait_for(self._in_flight.acquire(), timeout=waiting)
+        except TimeoutError:
+            raise httpx.PoolTimeout("no request slot was free before the call's deadline") from None
+        if self._monotonic() >= deadline:
+            self._in_flight.release()
+            raise httpx.PoolTimeout("no request slot was free before the call's deadline")
 
     def _report(self, method: str, path: str, outcome: str, started: float) -> None:
         if self._on_call is not None:

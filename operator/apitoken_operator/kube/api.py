@@ -117,8 +117,12 @@ class Kube:
         )
 
     async def patch_apitoken_status(
-        self, namespace: str, name: str, status: dict[str, Any]
+        self, namespace: str, name: str, status: dict[str, Any], *, resource_version: str | None = None
     ) -> dict[str, Any]:
+        """A merge patch of the status; with `resource_version`, only onto that version (else 409)."""
+        body: dict[str, Any] = {"status": status}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
         return await _call(
             self.custom.patch_namespaced_custom_object_status(  # type: ignore[call-arg]
                 GROUP,
@@ -126,23 +130,33 @@ class Kube:
                 namespace,
                 PLURAL,
                 name,
-                {"status": status},
+                body,
                 _content_type=MERGE_PATCH,
                 _preload_content=False,
             )
         )
 
-    async def add_finalizer(self, namespace: str, name: str, *, finalizer: str, finalizers: list[str]) -> str:
+    async def add_finalizer(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        finalizer: str,
+        finalizers: list[str],
+        resource_version: str | None = None,
+    ) -> str:
         """Append one finalizer (a JSON patch: no resourceVersion, so it can go with a status write).
 
-        Returns the resourceVersion written.
+        With `resource_version`, only onto that version of the object (else 409). Returns the
+        resourceVersion written.
         """
+        patch: list[dict[str, Any]] = []
+        if resource_version:
+            patch.append({"op": "replace", "path": "/metadata/resourceVersion", "value": resource_version})
         if finalizers:
-            patch: list[dict[str, Any]] = [
-                {"op": "add", "path": "/metadata/finalizers/-", "value": finalizer}
-            ]
+            patch.append({"op": "add", "path": "/metadata/finalizers/-", "value": finalizer})
         else:
-            patch = [{"op": "add", "path": "/metadata/finalizers", "value": [finalizer]}]
+            patch.append({"op": "add", "path": "/metadata/finalizers", "value": [finalizer]})
         written = await self._patch_apitoken(namespace, name, patch)
         return str(written.get("metadata", {}).get("resourceVersion") or "")
 

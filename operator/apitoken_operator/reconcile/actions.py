@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from apitoken_operator.dynatrace.models import ApiTokenCreate, ApiTokenUpdate
 from apitoken_operator.reconcile.reasons import Reason
@@ -35,6 +35,19 @@ class CompletePendingCreate:
     replaces: str | None
     extra_token_ids: tuple[str, ...] = ()
     grace_seconds: int = 0
+
+
+@dataclass(frozen=True)
+class AwaitPendingCreate:
+    """Another replica recorded a create and may still be making it: touch nothing until it ends.
+
+    Settling the intent now could delete (or fail to find) a token that is still being made, and a
+    second create would leave one of the two behind. The other replica's own writes bring the object
+    back; `until` is when its create has surely ended, when the intent is settled like a lost one.
+    """
+
+    attempt: str
+    until: datetime
 
 
 @dataclass(frozen=True)
@@ -130,6 +143,7 @@ class InSync:
 Action = (
     CreateToken
     | CompletePendingCreate
+    | AwaitPendingCreate
     | AbandonPendingCreate
     | RecoverIdFromSecret
     | AdoptToken
@@ -144,4 +158,4 @@ Action = (
     | Stall
     | InSync
 )
-TERMINAL = (ReleaseFinalizer, Stall, InSync)
+TERMINAL = (ReleaseFinalizer, Stall, InSync, AwaitPendingCreate)

@@ -118,6 +118,22 @@ class PendingCreate:
     replaces: str | None = None
     #: seconds the replaced token keeps working (a rotation's grace period); 0 deletes it at once
     grace_seconds: int = 0
+    #: recorded by this process, whose create is therefore over (a reconcile holds the object's lock)
+    started_here: bool = False
+
+
+def running_elsewhere_until(
+    pending: PendingCreate | None, *, window: timedelta | None, now: datetime
+) -> datetime | None:
+    """Until when another replica may still be making the token `pending` records (None: not at all).
+
+    `window` is None when no other replica can be running (standalone): a create recorded by another
+    process is then a dead predecessor's, over and ready to be settled.
+    """
+    if pending is None or window is None or pending.started_here:
+        return None
+    until = pending.started_at + window
+    return until if now < until else None
 
 
 @dataclass(frozen=True)
@@ -184,3 +200,5 @@ class Input:
     release_requested: bool = False
     #: the value of the rotate annotation; a value not yet acted on asks for a rotation
     rotation_request: str | None = None
+    #: how long a create recorded by another replica may still run (None: standalone, no other replica)
+    foreign_create_window: timedelta | None = None

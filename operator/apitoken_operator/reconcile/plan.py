@@ -16,7 +16,7 @@ from apitoken_operator.dynatrace.dates import DateFormatError, format_date, is_r
 from apitoken_operator.dynatrace.models import ApiTokenCreate, ApiTokenUpdate
 from apitoken_operator.reconcile import actions as a
 from apitoken_operator.reconcile.expiry import expiry_mismatch
-from apitoken_operator.reconcile.model import Input, SecretFacts
+from apitoken_operator.reconcile.model import Input, SecretFacts, running_elsewhere_until
 from apitoken_operator.reconcile.reasons import Reason
 from apitoken_operator.reconcile.secret_layout import secret_annotations, secret_labels
 
@@ -49,6 +49,9 @@ def settle_pending_create(state: Input) -> a.Action | None:
     pending = state.recorded.pending
     if pending is None:
         return None
+    until = running_elsewhere_until(pending, window=state.foreign_create_window, now=state.now)
+    if until is not None:
+        return a.AwaitPendingCreate(attempt=pending.attempt, until=until)
     candidates = tuple(t.id for t in state.lost_create_candidates if t.id and t.id != state.recorded.token_id)
     stored = state.secret.annotated_token_id
     if (
