@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from datetime import UTC, datetime
@@ -478,6 +479,34 @@ async def test_create_that_never_connects_is_a_plain_transport_error(clock: Fake
     assert caught.value.attempts == 3
     assert isinstance(caught.value.__cause__, httpx.ConnectError)
     assert script.calls == 3
+
+
+async def test_a_create_waiting_for_a_request_slot_is_not_sent_after_its_deadline() -> None:
+    """Another replica settles an intent once the create's deadline has passed: the create must not go
+    out later than that, however long the connection's queue of requests."""
+    released = asyncio.Event()
+
+    async def slow_list(request: httpx.Request) -> httpx.Response:
+        await released.wait()
+        return reply(200, {"totalCount": 0, "pageSize": 1000, "apiTokens": []})
+
+    script = Script(slow_list)
+    settings = DynatraceSettings(
+        max_concurrent_calls=1,
+        retry=RetrySettings(max_attempts=3, initial_backoff=0.01, max_backoff=0.01, deadline=0.3),
+    )
+    async with DynatraceClient(
+        BASE_URL, token=ADMIN, settings=settings, transport=httpx.MockTransport(script)
+    ) as client:
+        holding = asyncio.create_task(client.list_page())  # takes the only slot for a second
+        asyncio.get_running_loop().call_later(1.0, released.set)
+        await asyncio.sleep(0.05)
+        with pytest.raises(errors.DynatraceError) as caught:
+            await client.create(CREATE)
+        await holding
+    assert isinstance(caught.value, errors.DynatraceTransportError)
+    assert caught.value.request_sent is False, "a create that was never sent is not an unknown outcome"
+    assert [r.method for r in script.requests] == ["GET"], "the create went out after its deadline"
 
 
 async def test_create_after_retried_429_then_timeout_is_unknown(clock: FakeClock) -> None:

@@ -287,6 +287,7 @@ def random_inputs(draw: st.DrawFn) -> Input:
         reference=REFERENCE,
         release_requested=draw(st.booleans()),
         rotation_request=draw(rotation_requests),
+        foreign_create_window=draw(st.sampled_from([None, timedelta(minutes=3)])),
     )
 
 
@@ -299,6 +300,7 @@ def pendings(draw: st.DrawFn, want: Desired, recorded_id: str | None) -> Pending
         owner=draw(st.sampled_from([None, "ci@example.com"])),
         replaces=draw(st.sampled_from([None, recorded_id])),
         grace_seconds=draw(st.sampled_from([0, 3600])),
+        started_here=draw(st.booleans()),
     )
 
 

@@ -60,6 +60,8 @@ def expected_request() -> ApiTokenCreate:
     return ApiTokenCreate(name=WANT.name, scopes=sorted(WANT.scopes), expiration_date=None)
 
 
+#: how long another replica's create may run (peering): the retry deadline and clock skew
+WINDOW = timedelta(minutes=3)
 #: after a create whose answer may be lost: the old token is recorded, the new one may exist
 PENDING = with_recorded(BASE, pending=pending(replaces=OLD))
 NEW_IN_SECRET = replace(
@@ -156,6 +158,41 @@ SCENARIOS = [
         "settle_pending_create",
         a.CompletePendingCreate,
         {"token_id": NEW, "replaces": None, "extra_token_ids": (OTHER,)},
+    ),
+    Scenario(
+        "another replica's create, recorded a minute ago, is waited for, not settled (peering)",
+        replace(NEW_IN_SECRET, foreign_create_window=WINDOW),
+        "settle_pending_create",
+        a.AwaitPendingCreate,
+        {"attempt": "a1", "until": NOW - timedelta(minutes=1) + WINDOW},
+    ),
+    Scenario(
+        "another replica's create is waited for while deleting too: its token would be left behind",
+        replace(PENDING, deleting=True, foreign_create_window=WINDOW),
+        "settle_pending_create",
+        a.AwaitPendingCreate,
+        {"attempt": "a1"},
+    ),
+    Scenario(
+        "another replica's create older than the window is over: settled like a lost one",
+        replace(
+            PENDING,
+            foreign_create_window=timedelta(seconds=30),
+            lost_create_candidates=(token_for(WANT, NEW),),
+        ),
+        "settle_pending_create",
+        a.AbandonPendingCreate,
+        {"token_ids": (NEW,)},
+    ),
+    Scenario(
+        "this process's own create is over once its lock is free: settled at once (peering)",
+        with_recorded(
+            replace(NEW_IN_SECRET, foreign_create_window=WINDOW),
+            pending=replace(pending(replaces=OLD), started_here=True),
+        ),
+        "settle_pending_create",
+        a.CompletePendingCreate,
+        {"token_id": NEW, "replaces": OLD},
     ),
     # --- secret_name_is_free -------------------------------------------------------------------------
     Scenario(

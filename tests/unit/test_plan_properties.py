@@ -81,8 +81,25 @@ def settling_never_touches_the_recorded_token(state: Input, result: Plan) -> Non
         assert action.replaces == state.recorded.pending.replaces
 
 
+def another_replicas_create_is_never_settled_while_it_may_run(state: Input, result: Plan) -> None:
+    """Peering: a create recorded by another process, younger than the window, is left alone."""
+    pending, window = state.recorded.pending, state.foreign_create_window
+    running = (
+        pending is not None
+        and window is not None
+        and not pending.started_here
+        and state.now < pending.started_at + window
+    )
+    assert isinstance(result.action, a.AwaitPendingCreate) == running
+
+
 DELETION_ACTIONS = (
-    a.ReleaseFinalizer | a.DeleteToken | a.DeleteRetiredToken | a.DropRetiring | a.AbandonPendingCreate
+    a.ReleaseFinalizer
+    | a.DeleteToken
+    | a.DeleteRetiredToken
+    | a.DropRetiring
+    | a.AbandonPendingCreate
+    | a.AwaitPendingCreate
 )
 
 
@@ -194,6 +211,7 @@ INVARIANTS: tuple[Callable[[Input, Plan], None], ...] = (
     pending_create_is_settled_before_anything_else,
     no_create_while_the_secret_name_is_taken,
     settling_never_touches_the_recorded_token,
+    another_replicas_create_is_never_settled_while_it_may_run,
     deleting_never_creates_or_updates,
     orphan_policy_never_deletes_the_recorded_token,
     only_the_recorded_token_is_ever_replaced,
