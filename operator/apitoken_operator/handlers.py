@@ -23,6 +23,7 @@ import kopf
 from apitoken_operator.controller.connections import Connections
 from apitoken_operator.controller.reconciler import TRANSIENT_RETRY, Reconciler, Result
 from apitoken_operator.controller.scheduler import Scheduler
+from apitoken_operator.controller.standby import Standby
 from apitoken_operator.dynatrace.secrets import install_log_masking
 from apitoken_operator.kube import api
 from apitoken_operator.kube.events import EventPoster
@@ -66,6 +67,8 @@ class Runtime:
     scheduler: Scheduler | None = None
     api_client: Any = None
     events: EventPoster | None = None
+    #: follows kopf's peering pause, for the work kopf does not pause (the scheduler, drift checks)
+    standby: Standby = field(default_factory=Standby)
     #: kopf's live index of recorded token ids, captured from the first handler call
     token_index: TokenIndex | None = None
     background: set[asyncio.Task[None]] = field(default_factory=set)
@@ -128,7 +131,10 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:  # noqa: PLR0915 
         )
         if runtime.metrics_port is not None:
             runtime.metrics.serve(runtime.metrics_port)
-        runtime.scheduler = Scheduler(lambda key: _reconcile_out_of_band(runtime, key))
+        runtime.standby.install()
+        runtime.scheduler = Scheduler(
+            lambda key: _reconcile_out_of_band(runtime, key), gate=runtime.standby.wait_active
+        )
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -136,6 +142,7 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:  # noqa: PLR0915 
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(**_: Any) -> None:
+        runtime.standby.uninstall()
         for task in list(runtime.background):
             task.cancel()
         if runtime.events is not None:
@@ -317,6 +324,7 @@ async def _check_for_drift(runtime: Runtime) -> None:
     """Every drift interval, one listing per connection; `_drifted` hears about what changed."""
     while True:
         await asyncio.sleep(runtime.settings.drift_interval)
+        await runtime.standby.wait_active()
         for connection in runtime.connections.all() if runtime.connections else ():
             try:
                 await connection.observer.refresh()

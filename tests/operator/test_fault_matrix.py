@@ -7,8 +7,8 @@ truthfully not (the check is `world_problems` in tests/fixtures/faults.py, the s
 - kube-apiserver stopped and started again while creates and deletes are under way (a private control
   plane: the session's one is shared);
 - a namespace holding 100 ApiTokens deleted at once;
-- two operator replicas started together with peering, and one of higher priority joining while the
-  other has creates under way (xfail: an operator bug, see its reason).
+- two operator replicas with peering: started together (on new objects, and on objects waiting for
+  them), and one of higher priority joining while the other has creates under way.
 
 `--fault-runs N` repeats each crash case N times (more objects, other crash moments) and scales the
 object counts of the others; `--runslow` adds the long cases. tests/operator/test_throttling.py holds
@@ -22,11 +22,12 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
 from kubernetes.client import ApiException
 
 from apitoken_operator.controller.reconciler import CRASH_STEPS, DELETE_CRASH_STEPS
-from apitoken_operator.devenv.controlplane import ControlPlane
+from apitoken_operator.devenv.controlplane import ControlPlane, free_port
 from tests.fixtures.cluster import wait_until
 from tests.fixtures.faults import (
     apitokens,
@@ -414,11 +415,17 @@ def test_two_replicas_started_together_make_one_token_per_object(
 def test_a_replica_of_higher_priority_joining_while_creates_are_under_way(
     operator_env: OperatorEnv, second_operator: OperatorEnv, fault_runs: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The paused replica finishes the creates it has under way; the one taking over waits for them
+    instead of settling their fresh intents, and from then on the paused one stands by entirely: no
+    drift check, no retry, no Dynatrace call."""
     env, faults = operator_env, operator_env.emulator.faults
     arrived = count_arrivals(env, monkeypatch)
     create_peering_object(env)
     faults.update(latency=6.0, operations=["create"])  # creates stay under way for a while
-    env.start("--peering", PEERING, "--priority", "1")
+    metrics_port = free_port()
+    env.start(
+        "--peering", PEERING, "--priority", "1", "--drift-interval", "1", "--metrics-port", str(metrics_port)
+    )
     names = [f"peer-{i}" for i in range(3 * fault_runs)]
     apply_all(env, names)()
     wait_until(lambda: arrived["create"] == len(names), what="every object's create under way")
@@ -432,6 +439,20 @@ def test_a_replica_of_higher_priority_joining_while_creates_are_under_way(
     wait_until(quiet_and_ready, timeout=60, what="no create under way, every object with a token")
     assert world_problems(env, count=len(names)) == []
     assert env.calls("create") == len(names), "a token was created twice"
+    before = dynatrace_calls(metrics_port)
+    time.sleep(3)  # three drift intervals
+    assert dynatrace_calls(metrics_port) == before, "the paused replica kept calling Dynatrace"
+    assert "standing by" in env.log_text()
+
+
+def dynatrace_calls(metrics_port: int) -> float:
+    """The Dynatrace requests an operator has made, from its own /metrics."""
+    text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("apitoken_operator_dynatrace_api_calls_total{")
+    )
 
 
 @pytest.mark.usefixtures("peering_crds")

@@ -24,8 +24,11 @@ class Scheduler:
         *,
         concurrency: int = 32,
         monotonic: Callable[[], float] = time.monotonic,
+        gate: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        """`gate`: awaited before due keys fire (a replica standing by holds them until it resumes)."""
         self._callback = callback
+        self._gate = gate
         self._monotonic = monotonic
         self._heap: list[tuple[float, int, Hashable]] = []
         self._due: dict[Hashable, float] = {}
@@ -50,6 +53,8 @@ class Scheduler:
     async def run(self) -> None:
         while True:
             self._wakeup.clear()
+            if self._gate is not None:
+                await self._gate()
             now = self._monotonic()
             while self._heap and self._heap[0][0] <= now:
                 when, _, key = heapq.heappop(self._heap)
