@@ -398,6 +398,9 @@ class DynatraceClient:
         No request goes out after its call's deadline, however long the queue: a create not sent by
         then never will be, which is what lets another replica settle its intent safely.
         """
+        if not self._in_flight.locked():  # a free slot: no timer needed
+            await self._in_flight.acquire()
+            return
         try:
             waiting = max(deadline - self._monotonic(), 0.001)
             await asyncio.wait_for(self._in_flight.acquire(), timeout=waiting)
