@@ -250,6 +250,7 @@ def test_helm_lint_is_clean(helm: Helm, name: str) -> None:
         ("metrics.serviceMonitor.enable=true", "enable"),
         ("rbac.scope=everywhere", "scope"),
         ("logFormat=yaml", "logFormat"),
+        ("events=none", "events"),
     ],
 )
 def test_the_values_schema_rejects_typos_and_wrong_values(helm: Helm, setting: str, complaint: str) -> None:
@@ -303,6 +304,7 @@ def test_defaults_render_one_recreated_replica_watching_all_namespaces(helm: Hel
         "--metrics-port=9090",
         "--drift-interval=300",
         "--observation-max-age=60",
+        "--events=all",
         "--log-format=json",
     ]
     assert main["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "healthz"}
@@ -333,6 +335,7 @@ def test_every_run_flag_value_is_mapped(helm: Helm) -> None:
             },
             "driftInterval": 120,
             "observationMaxAge": 30.5,
+            "events": "warnings",
             "logFormat": "text",
             "verbose": True,
             "metrics": {"enabled": False},
@@ -354,6 +357,7 @@ def test_every_run_flag_value_is_mapped(helm: Helm) -> None:
         "--policy-allow-personal-access-tokens",
         "--drift-interval=120",
         "--observation-max-age=30.5",
+        "--events=warnings",
         "--log-format=text",
         "--verbose",
         "--observation-max-age=45",
