@@ -21,6 +21,7 @@ from typing import Any, cast
 import kopf
 
 from apitoken_operator.controller.connections import Connections
+from apitoken_operator.controller.peers import PeerDirectory
 from apitoken_operator.controller.reconciler import TRANSIENT_RETRY, Reconciler, Result
 from apitoken_operator.controller.scheduler import Scheduler
 from apitoken_operator.controller.standby import Standby
@@ -61,6 +62,11 @@ class Runtime:
     kubeconfig: str | None = None
     #: serve Prometheus metrics on this port (None: not served)
     metrics_port: int | None = None
+    #: this process's name among kopf's peers (recorded with each intent)
+    identity: str | None = None
+    #: kopf's peering object (None: standalone), and whether it is the cluster-wide kind
+    peering_name: str | None = None
+    clusterwide: bool = True
     metrics: Metrics = field(default_factory=Metrics)
     reconciler: Reconciler | None = None
     connections: Connections | None = None
@@ -125,6 +131,12 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:  # noqa: PLR0915 
             settings=runtime.settings,
             events=runtime.events.post,
             metrics=runtime.metrics,
+            identity=runtime.identity,
+            peers=(
+                PeerDirectory(kube, name=runtime.peering_name, clusterwide=runtime.clusterwide)
+                if runtime.peering_name
+                else None
+            ),
         )
         runtime.metrics.count_managed(
             lambda: len(runtime.token_index) if runtime.token_index is not None else 0

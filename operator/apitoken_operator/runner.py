@@ -176,14 +176,20 @@ def main(args: argparse.Namespace) -> int:
     configure_logging(log_format=args.log_format, verbose=args.verbose)
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = args.kubeconfig
+    # kopf would ask getpass for the user name, which fails for a UID without a passwd entry
+    identity = f"apitoken-operator@{socket.gethostname()}/{os.getpid()}"
     runtime = Runtime(
-        settings=settings_from(args), kubeconfig=args.kubeconfig, metrics_port=args.metrics_port
+        settings=settings_from(args),
+        kubeconfig=args.kubeconfig,
+        metrics_port=args.metrics_port,
+        identity=identity,
+        peering_name=args.peering,
+        clusterwide=not args.namespace,
     )
     registry = build_registry(runtime)
     asyncio.run(
         kopf.operator(
-            # kopf would ask getpass for the user name, which fails for a UID without a passwd entry
-            identity=cast(Any, f"apitoken-operator@{socket.gethostname()}/{os.getpid()}"),
+            identity=cast(Any, identity),
             registry=registry,
             standalone=args.peering is None,
             peering_name=args.peering,

@@ -473,3 +473,21 @@ def test_two_replicas_started_together_on_existing_objects_make_one_token_each(
     wait_invariants(env, count=len(names), timeout=120)
     assert env.calls("create") == len(names), "a token was created twice"
     assert arrived["create"] == len(names), "a create was sent twice"
+
+
+@pytest.mark.usefixtures("peering_crds")
+def test_a_peering_replica_killed_during_creates_has_them_settled_once_kopf_calls_it_dead(
+    operator_env: OperatorEnv, second_operator: OperatorEnv
+) -> None:
+    """kill -9 right after an intent: the replica that takes over does not wait out the whole window
+    (3 minutes) for a create whose replica is gone, only until kopf's peering calls that replica dead
+    (its keep-alive lifetime, 60 s)."""
+    env = operator_env
+    create_peering_object(env)
+    names = [f"dead-{i}" for i in range(3)]
+    env.start("--peering", PEERING, "--priority", "2", crash_at="after-intent:2")
+    apply_all(env, names)()
+    assert env.wait_exit() == KILLED, "the replica never reached its second intent"
+    second_operator.start("--peering", PEERING, "--priority", "1")
+    wait_invariants(env, count=len(names), timeout=150)  # the window would end after 180 s
+    assert "which recorded create attempt" in second_operator.log_text()

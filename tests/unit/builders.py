@@ -301,6 +301,7 @@ def pendings(draw: st.DrawFn, want: Desired, recorded_id: str | None) -> Pending
         replaces=draw(st.sampled_from([None, recorded_id])),
         grace_seconds=draw(st.sampled_from([0, 3600])),
         started_here=draw(st.booleans()),
+        writer_gone=draw(st.booleans()),
     )
 
 

@@ -185,6 +185,16 @@ SCENARIOS = [
         {"token_ids": (NEW,)},
     ),
     Scenario(
+        "another replica's create whose replica is gone is settled at once, inside the window",
+        with_recorded(
+            replace(NEW_IN_SECRET, foreign_create_window=WINDOW),
+            pending=replace(pending(replaces=OLD), writer="op@pod-a/1", writer_gone=True),
+        ),
+        "settle_pending_create",
+        a.CompletePendingCreate,
+        {"token_id": NEW, "replaces": OLD},
+    ),
+    Scenario(
         "this process's own create is over once its lock is free: settled at once (peering)",
         with_recorded(
             replace(NEW_IN_SECRET, foreign_create_window=WINDOW),

@@ -50,7 +50,9 @@ def pending_create_is_settled_before_anything_else(state: Input, result: Plan) -
     if state.deleting and state.release_requested:
         assert isinstance(result.action, a.ReleaseFinalizer)
     else:
-        assert isinstance(result.action, a.CompletePendingCreate | a.AbandonPendingCreate)
+        assert isinstance(
+            result.action, a.CompletePendingCreate | a.AbandonPendingCreate | a.AwaitPendingCreate
+        )
 
 
 def no_create_while_the_secret_name_is_taken(state: Input, result: Plan) -> None:
@@ -82,12 +84,15 @@ def settling_never_touches_the_recorded_token(state: Input, result: Plan) -> Non
 
 
 def another_replicas_create_is_never_settled_while_it_may_run(state: Input, result: Plan) -> None:
-    """Peering: a create recorded by another process, younger than the window, is left alone."""
+    """Peering: a create recorded by another process, younger than the window, is left alone (unless an
+    administrator releases the object, which leaves its tokens anyway)."""
     pending, window = state.recorded.pending, state.foreign_create_window
     running = (
-        pending is not None
+        not (state.deleting and state.release_requested)
+        and pending is not None
         and window is not None
         and not pending.started_here
+        and not pending.writer_gone
         and state.now < pending.started_at + window
     )
     assert isinstance(result.action, a.AwaitPendingCreate) == running
@@ -265,6 +270,7 @@ def test_after_a_create_the_plan_converges_in_at_most_one_update(
     assert isinstance(action, a.CreateToken)
     expiry = "2030-07-01T12:00:00.000Z" if want.expiration_date else None
     if want.expiration_date and not want.expiration_date.startswith("now"):
+        assume(_after_now(want.expiration_date))  # Dynatrace refuses a create dated in the past (400)
         expiry = want.expiration_date  # an absolute date comes back as asked (garbage is judged as asked)
     created = ApiTokenCreated(id=token_id, token=TokenSecret(f"{token_id}.{secret}"), expiration_date=expiry)
     observed = _as_observed(created, action, owner=owner)

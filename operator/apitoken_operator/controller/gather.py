@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from apitoken_operator.controller.connections import Connection
+from apitoken_operator.controller.peers import PeerDirectory
 from apitoken_operator.dynatrace.dates import DateFormatError, parse_date
 from apitoken_operator.dynatrace.models import ApiToken
 from apitoken_operator.kube import secrets
@@ -21,6 +23,7 @@ from apitoken_operator.reconcile.model import (
     running_elsewhere_until,
 )
 
+logger = logging.getLogger(__name__)
 #: Clock skew allowed between this machine and Dynatrace when matching a lost create by creation time.
 CLOCK_SKEW = timedelta(minutes=2)
 RELEASE_ANNOTATION = "dynatrace.apitokens.io/release"
@@ -103,6 +106,7 @@ def _pending(raw: dict[str, Any], *, now: datetime) -> PendingCreate:
         owner=raw.get("owner") or None,
         replaces=raw.get("replaces") or None,
         grace_seconds=int(raw.get("graceSeconds") or 0),
+        writer=raw.get("writer") or None,
     )
 
 
@@ -118,14 +122,30 @@ async def gather(
     fresh: bool = False,
     own_attempt: str | None = None,
     foreign_create_window: timedelta | None = None,
+    identity: str | None = None,
+    peers: PeerDirectory | None = None,
 ) -> Input:
     """`ids_of_others(uid)`: token ids recorded by other ApiTokens, never candidates of a lost create.
 
-    `own_attempt`: the last create this process recorded for the object.
+    `own_attempt`: the last create this process recorded for the object; `identity`: this process's
+    peering identity; `peers`: who else is alive (peering only).
     """
     recorded = work.recorded(now=now)
-    if recorded.pending is not None and recorded.pending.attempt == own_attempt:
-        recorded = replace(recorded, pending=replace(recorded.pending, started_here=True))
+    pending = recorded.pending
+    if pending is not None and pending.attempt == own_attempt:
+        recorded = replace(recorded, pending=replace(pending, started_here=True))
+    elif pending is not None and running_elsewhere_until(pending, window=foreign_create_window, now=now):
+        # Recorded by another process: an earlier run of this one (same identity, attempt unknown here),
+        # or a replica that has left the peering object, has no create under way any more.
+        writer = pending.writer
+        if writer and (writer == identity or (peers and await peers.gone(writer, namespace=work.namespace))):
+            logger.info(
+                "%s: %s, which recorded create attempt %s, is gone: settling it now",
+                work.reference,
+                "an earlier run of this process" if writer == identity else f"replica {writer}",
+                pending.attempt,
+            )
+            recorded = replace(recorded, pending=replace(pending, writer_gone=True))
     waiting = running_elsewhere_until(recorded.pending, window=foreign_create_window, now=now) is not None
     if desired.secret_name not in work.secret_bodies:
         work.secret_bodies[desired.secret_name] = await kube.get_secret(work.namespace, desired.secret_name)

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from apitoken_operator.controller.connections import Connection, ConnectionProblem, Connections
 from apitoken_operator.controller.gather import Work, gather
+from apitoken_operator.controller.peers import PeerDirectory
 from apitoken_operator.dynatrace import errors
 from apitoken_operator.dynatrace.dates import format_date, parse_date
 from apitoken_operator.dynatrace.models import ApiToken, ApiTokenCreated
@@ -50,6 +51,8 @@ TRANSIENT_RETRY = 10.0
 OUTCOME_UNKNOWN_RETRY = 2.0
 #: another writer changed the object between its read and a conditional write: look again soon
 CONFLICT_RETRY = 0.5
+#: while another replica's create may be running: how often to ask whether that replica is still alive
+AWAIT_POLL = 10.0
 
 
 _crash_hits: dict[str, int] = {}
@@ -97,7 +100,13 @@ class Reconciler:
         events: EventSink,
         metrics: Metrics | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        identity: str | None = None,
+        peers: PeerDirectory | None = None,
     ) -> None:
+        """`identity`: this process's peering identity, recorded with each intent; `peers`: who else is
+        alive (peering only)."""
+        self._identity = identity
+        self._peers = peers
         self._kube = kube
         self._connections = connections
         self._settings = settings
@@ -356,6 +365,8 @@ class Reconciler:
                 fresh=fresh and step_number == 0,
                 own_attempt=self._attempts.get(work.uid),
                 foreign_create_window=self._foreign_create_window,
+                identity=self._identity,
+                peers=self._peers,
             )
             step = plan(state)
             logger.debug("%s: %s -> %s", work.reference, step.check, type(step.action).__name__)
@@ -381,15 +392,20 @@ class Reconciler:
         seconds = self._settings.foreign_create_window
         return None if seconds is None else timedelta(seconds=seconds)
 
-    @staticmethod
-    def _await_other_replica(work: Work, action: a.AwaitPendingCreate, *, now: datetime) -> Result:
-        """Write nothing (the other replica is writing this object): its writes, or `until`, bring it back."""
+    def _await_other_replica(self, work: Work, action: a.AwaitPendingCreate, *, now: datetime) -> Result:
+        """Write nothing (the other replica is writing this object): its writes, or `until`, bring it back.
+
+        With the peering object to ask, look again every `AWAIT_POLL` seconds: a replica that died is
+        noticed once kopf would call it dead, long before `until`.
+        """
         message = (
             f"another replica is creating this object's token (attempt {action.attempt}); waiting for it "
             f"to finish, until {format_date(action.until)} at the latest"
         )
         logger.info("%s: %s", work.reference, message)
         wait = max(0.0, (action.until - now).total_seconds()) + 1.0
+        if self._peers is not None:
+            wait = min(wait, AWAIT_POLL)
         return Result(Outcome(Health.RECONCILING, Reason.CREATING, message), retry_after=wait)
 
     async def _in_sync(self, work: Work, state: Input) -> Result:
@@ -562,6 +578,7 @@ class Reconciler:
             "owner": owner,
             "replaces": action.replaces,
             "graceSeconds": int(action.grace.total_seconds()) if action.grace and action.replaces else 0,
+            **({"writer": self._identity} if self._identity else {}),
         }
         reconciling = Outcome(Health.RECONCILING, Reason.CREATING, f"creating a token: {action.why}")
         await self._write_status(

@@ -116,6 +116,24 @@ class Kube:
             )
         )
 
+    async def peering_status(self, name: str, *, namespace: str | None) -> dict[str, Any] | None:
+        """The status (identity -> entry) of kopf's peering object: a KopfPeering in `namespace`, or the
+        ClusterKopfPeering when None. Listed by name: the operator's RBAC grants list, not get."""
+        selector = f"metadata.name={name}"
+        if namespace is None:
+            request = self.custom.list_cluster_custom_object(
+                "kopf.dev", "v1", "clusterkopfpeerings", field_selector=selector, _preload_content=False
+            )
+        else:
+            request = self.custom.list_namespaced_custom_object(
+                "kopf.dev", "v1", namespace, "kopfpeerings", field_selector=selector, _preload_content=False
+            )
+        items = (await _call(request)).get("items") or []
+        if not items:
+            return None
+        status: dict[str, Any] = items[0].get("status") or {}
+        return status
+
     async def patch_apitoken_status(
         self, namespace: str, name: str, status: dict[str, Any], *, resource_version: str | None = None
     ) -> dict[str, Any]:

@@ -120,6 +120,10 @@ class PendingCreate:
     grace_seconds: int = 0
     #: recorded by this process, whose create is therefore over (a reconcile holds the object's lock)
     started_here: bool = False
+    #: the operator process that recorded it (kopf's peering identity)
+    writer: str | None = None
+    #: that process is gone (left the peering object, or an earlier run of this one): its create is over
+    writer_gone: bool = False
 
 
 def running_elsewhere_until(
@@ -130,7 +134,7 @@ def running_elsewhere_until(
     `window` is None when no other replica can be running (standalone): a create recorded by another
     process is then a dead predecessor's, over and ready to be settled.
     """
-    if pending is None or window is None or pending.started_here:
+    if pending is None or window is None or pending.started_here or pending.writer_gone:
         return None
     until = pending.started_at + window
     return until if now < until else None
