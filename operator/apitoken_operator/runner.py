@@ -176,8 +176,10 @@ def main(args: argparse.Namespace) -> int:
     configure_logging(log_format=args.log_format, verbose=args.verbose)
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = args.kubeconfig
-    # kopf would ask getpass for the user name, which fails for a UID without a passwd entry
-    identity = f"apitoken-operator@{socket.gethostname()}/{os.getpid()}"
+    # kopf would ask getpass for the user name, which fails for a UID without a passwd entry. The chart
+    # sets POD_ID to the pod's name (as kopf itself would read it); elsewhere the host name stands in.
+    host = os.environ.get("POD_ID") or socket.gethostname()
+    identity = f"apitoken-operator@{host}/{os.getpid()}"
     runtime = Runtime(
         settings=settings_from(args),
         kubeconfig=args.kubeconfig,

@@ -238,9 +238,3 @@ def test_the_checks_use_the_crds_limits() -> None:
     assert spec["expirationDate"]["maxLength"] == manifests._EXPIRATION_MAX
     assert spec["adoptTokenId"]["pattern"] == f"^{TOKEN_ID_PATTERN.pattern}$"
     assert set(spec["deletionPolicy"]["enum"]) == set(manifests.DELETION_POLICIES)
-
-
-def test_the_header_names_the_operators_rotate_annotation() -> None:
-    from apitoken_operator.controller.gather import ROTATE_ANNOTATION
-
-    assert manifests.ROTATE_ANNOTATION == ROTATE_ANNOTATION

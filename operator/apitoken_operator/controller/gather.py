@@ -15,6 +15,7 @@ from apitoken_operator.dynatrace.dates import DateFormatError, parse_date
 from apitoken_operator.dynatrace.models import ApiToken
 from apitoken_operator.kube import secrets
 from apitoken_operator.kube.api import Kube
+from apitoken_operator.reconcile.attention import RELEASE_ANNOTATION, ROTATE_ANNOTATION
 from apitoken_operator.reconcile.model import (
     Desired,
     Input,
@@ -26,8 +27,6 @@ from apitoken_operator.reconcile.model import (
 logger = logging.getLogger(__name__)
 #: Clock skew allowed between this machine and Dynatrace when matching a lost create by creation time.
 CLOCK_SKEW = timedelta(minutes=2)
-RELEASE_ANNOTATION = "dynatrace.apitokens.io/release"
-ROTATE_ANNOTATION = "dynatrace.apitokens.io/rotate"
 
 
 @dataclass

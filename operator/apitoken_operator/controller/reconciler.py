@@ -253,9 +253,7 @@ class Reconciler:
             result = await reconciling
         except BaseException:
             if work.finalizing is not None:
-                work.finalizing.cancel()
-                with contextlib.suppress(BaseException):
-                    await work.finalizing
+                await _discard(work.finalizing)
             raise
         if work.finalizing is not None:
             try:
@@ -551,12 +549,14 @@ class Reconciler:
                     "rotate to fill the Secret",
                 )
             case a.DropRetiring(token_id=token_id):
-                remaining = [t for t in work.status.get("retiringTokens") or [] if t.get("id") != token_id]
-                await self._write_status(work, {"retiringTokens": remaining or None}, defer=True)
+                await self._write_status(
+                    work, {"retiringTokens": _retiring_without(work, token_id) or None}, defer=True
+                )
             case a.DeleteRetiredToken(token_id=token_id):
                 await self._delete_token(connection, token_id)
-                remaining = [t for t in work.status.get("retiringTokens") or [] if t.get("id") != token_id]
-                await self._write_status(work, {"retiringTokens": remaining or None}, defer=True)
+                await self._write_status(
+                    work, {"retiringTokens": _retiring_without(work, token_id) or None}, defer=True
+                )
                 self._event(
                     work, "Normal", Reason.RETIRED, f"deleted token {token_id}: its grace period is over"
                 )
@@ -628,8 +628,7 @@ class Reconciler:
     def _retire(self, work: Work, token_id: str, grace_seconds: int) -> list[dict[str, str]]:
         """The status's retiring list with `token_id` added, to be deleted after its grace period."""
         after = format_date(self._clock() + timedelta(seconds=grace_seconds))
-        kept = [t for t in work.status.get("retiringTokens") or [] if t.get("id") != token_id]
-        return [*kept, {"id": token_id, "deleteAfter": after}]
+        return [*_retiring_without(work, token_id), {"id": token_id, "deleteAfter": after}]
 
     async def _store_new_secret(
         self, work: Work, desired: Desired, created: ApiTokenCreated, *, connection: Connection
@@ -835,6 +834,11 @@ def _refusal(error: KubeError, desired: Desired) -> StalledByKubernetes | None:
             Reason.INVALID_SPEC, f"Secret {desired.secret_name} cannot be written: {error.message}"
         )
     return None
+
+
+def _retiring_without(work: Work, token_id: str) -> list[dict[str, str]]:
+    """The status's retiring list, `token_id` left out."""
+    return [t for t in work.status.get("retiringTokens") or [] if t.get("id") != token_id]
 
 
 async def _discard(task: asyncio.Future[Any]) -> None:

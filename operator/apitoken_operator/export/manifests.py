@@ -25,6 +25,7 @@ import yaml
 from apitoken_operator.dynatrace.dates import DateFormatError, is_relative, parse_date
 from apitoken_operator.dynatrace.models import ApiToken
 from apitoken_operator.dynatrace.secrets import TOKEN_ID_PATTERN
+from apitoken_operator.reconcile.attention import ROTATE_ANNOTATION
 
 __all__ = [
     "API_VERSION",
@@ -50,8 +51,6 @@ NAME_MAX_LENGTH = 63
 SUFFIX_LENGTH = 8
 #: Base32 characters in a SHA-256 digest (without padding): the longest suffix.
 _DIGEST_LENGTH = 52
-#: The annotation that asks the operator to rotate a token (see the CRD's spec.adoptTokenId).
-ROTATE_ANNOTATION = "dynatrace.apitokens.io/rotate"
 #: The slug when a token's name has no ASCII letter or digit at all (e.g. a name in Chinese).
 FALLBACK_SLUG = "token"
 
