@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -54,3 +56,10 @@ async def list_all(api: httpx.AsyncClient, **params: Any) -> list[dict[str, Any]
         if page["nextPageKey"] is None:
             return tokens
         response = await api.get(API, params={"nextPageKey": page["nextPageKey"]})
+
+
+async def eventually(predicate: Callable[[], object], *, seconds: float = 10.0) -> None:
+    """Poll `predicate` on the test's loop until it holds (a state change, never a duration)."""
+    async with asyncio.timeout(seconds):
+        while not predicate():  # noqa: ASYNC110 - the emulator's state has no event to wait on
+            await asyncio.sleep(0.005)

@@ -5,8 +5,8 @@ operator or its client. See docs/emulator.md.
 """
 
 from apitoken_operator.emulator.environment import ADMIN_OWNER, Emulator
-from apitoken_operator.emulator.faults import FaultConfig, Outage
+from apitoken_operator.emulator.faults import FaultConfig, Outage, Paging
 from apitoken_operator.emulator.server import start_emulator
 from apitoken_operator.emulator.threaded import EmulatorThread
 
-__all__ = ["ADMIN_OWNER", "Emulator", "EmulatorThread", "FaultConfig", "Outage", "start_emulator"]
+__all__ = ["ADMIN_OWNER", "Emulator", "EmulatorThread", "FaultConfig", "Outage", "Paging", "start_emulator"]

@@ -6,8 +6,9 @@ tokens are shown as metadata only, and nothing here mints a token. Keys are the 
 
     GET    /_emulator/health                 {"status": "ok", "tokens": N}
     GET    /_emulator/faults                 the fault configuration
-    PUT    /_emulator/faults                 replace it (unspecified settings get their defaults)
-    PATCH  /_emulator/faults                 change the given settings only
+    PUT    /_emulator/faults                 replace it (unspecified settings get their defaults);
+                                             {"profile": "realistic", ...} starts from that profile
+    PATCH  /_emulator/faults                 change the given settings only ("profile" sets its own)
     DELETE /_emulator/faults                 no faults
     GET    /_emulator/counters               {operation: {status or "dropped": count}}
     DELETE /_emulator/counters               reset them
@@ -15,6 +16,9 @@ tokens are shown as metadata only, and nothing here mints a token. Keys are the 
     POST   /_emulator/clock                  {"advance_seconds": float}: move time on (or back)
     PUT    /_emulator/clock                  {"offset_seconds": float}: set the offset from real time
     GET    /_emulator/tokens                 {"tokens": [full ApiToken metadata, creation order]}
+    POST   /_emulator/use                    {"ids": [...], "ip": "..."}: consumers use these tokens
+    GET    /_emulator/settings               {"personal_access_tokens": bool}
+    PUT    /_emulator/settings               change them (also PATCH; "personalAccessTokens" accepted)
     GET    /_emulator/contract-violations    {"enabled": bool, "violations": [...]}
     DELETE /_emulator/contract-violations    forget them
 """
@@ -29,6 +33,7 @@ from aiohttp import web
 
 from apitoken_operator.dynatrace.dates import format_date
 from apitoken_operator.emulator import api
+from apitoken_operator.emulator.environment import DEFAULT_CONSUMER_ADDRESS
 from apitoken_operator.emulator.faults import FaultConfig
 
 __all__ = ["ADMIN_BASE", "add_routes"]
@@ -117,6 +122,49 @@ async def list_tokens(request: web.Request) -> web.Response:
     return _ok({"tokens": [record.wire() for record in request.app[api.EMULATOR].store]})
 
 
+async def use_tokens(request: web.Request) -> web.Response:
+    """Consumers use tokens by id: `{"used": [...], "refused": [...], "unknown": [...]}`."""
+    emulator = request.app[api.EMULATOR]
+    body = await _json_object(request)
+    ids, ip_address = body.get("ids"), body.get("ip", DEFAULT_CONSUMER_ADDRESS)
+    if not isinstance(ids, list) or not all(isinstance(item, str) for item in ids):
+        return _bad('expected {"ids": [token ids], "ip": "address"}')
+    if not isinstance(ip_address, str) or not ip_address:
+        return _bad("ip must be a non-empty string")
+    result: dict[str, list[str]] = {"used": [], "refused": [], "unknown": []}
+    for token_id in ids:
+        if emulator.store.get(token_id) is None:  # by id only: a secret is never taken here
+            result["unknown"].append(token_id)
+        elif emulator.use_token(token_id, ip_address=ip_address):
+            result["used"].append(token_id)
+        else:
+            result["refused"].append(token_id)
+    return _ok(result)
+
+
+def _settings(request: web.Request) -> dict[str, Any]:
+    return {"personal_access_tokens": request.app[api.EMULATOR].allow_personal_access_tokens}
+
+
+async def get_settings(request: web.Request) -> web.Response:
+    return _ok(_settings(request))
+
+
+async def change_settings(request: web.Request) -> web.Response:
+    body = await _json_object(request)
+    aliases = {"personalAccessTokens": "personal_access_tokens"}
+    changes = {aliases.get(key, key): value for key, value in body.items()}
+    unknown = sorted(set(changes) - {"personal_access_tokens"})
+    if unknown:
+        return _bad(f"unknown setting(s) {unknown}; known: personal_access_tokens")
+    value = changes.get("personal_access_tokens")
+    if value is not None:
+        if not isinstance(value, bool):
+            return _bad("personal_access_tokens must be true or false")
+        request.app[api.EMULATOR].set_personal_access_tokens(value)
+    return _ok(_settings(request))
+
+
 async def get_violations(request: web.Request) -> web.Response:
     emulator = request.app[api.EMULATOR]
     violations = [violation.to_json() for violation in emulator.contract_violations]
@@ -143,5 +191,9 @@ def add_routes(app: web.Application) -> None:
     router.add_post(f"{ADMIN_BASE}/clock", change_clock)
     router.add_put(f"{ADMIN_BASE}/clock", change_clock)
     router.add_get(f"{ADMIN_BASE}/tokens", list_tokens)
+    router.add_post(f"{ADMIN_BASE}/use", use_tokens)
+    router.add_get(f"{ADMIN_BASE}/settings", get_settings)
+    router.add_put(f"{ADMIN_BASE}/settings", change_settings)
+    router.add_patch(f"{ADMIN_BASE}/settings", change_settings)
     router.add_get(f"{ADMIN_BASE}/contract-violations", get_violations)
     router.add_delete(f"{ADMIN_BASE}/contract-violations", clear_violations)

@@ -8,13 +8,21 @@ request records the caller's `lastUsedDate` and `lastUsedIpAddress`, even when i
 
 Path ids must look like token ids (and, for DELETE only, may be a full secret); anything else is a 400
 that does not echo the value, and an unknown id is a 404 (PUT included). A caller cannot disable or
-delete its own token (400); a personal access token may delete only tokens of its own owner (403).
-Creating personal access tokens assumes the environment setting that allows them is on
-(`allow_personal_access_tokens`, default true; when off, such a create is a 400).
+delete its own token (400).
+
+Personal access tokens follow the environment setting (`Emulator.allow_personal_access_tokens`, default
+true, switchable at run time): when it is off, creating one is a 400 and an existing one fails
+authentication (401), as Dynatrace documents for `patEnabled`. A personal access token sees only its
+owner's tokens: the list leaves the others out, GET of another owner's token is a 404 (as if it did not
+exist), and PUT or DELETE of one is a 403 (it cannot change what is not its owner's).
+
+List and GET answers may wait after their body is built (`list_latency`, `list_latency_per_1000`,
+`get_latency`), so what a client receives describes the store as it was when the request was read.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Final
 
 from aiohttp import web
@@ -23,6 +31,7 @@ from apitoken_operator.dynatrace.models import ParameterLocation
 from apitoken_operator.dynatrace.secrets import TOKEN_ID_PATTERN, TOKEN_PATTERN
 from apitoken_operator.emulator import payloads
 from apitoken_operator.emulator.environment import Emulator
+from apitoken_operator.emulator.faults import Paging
 from apitoken_operator.emulator.listing import parse_list_query
 from apitoken_operator.emulator.problems import ApiError, Violation, json_response, json_text_response
 from apitoken_operator.emulator.tokens import TokenRecord
@@ -57,6 +66,10 @@ def authenticate(request: web.Request, required: str | None) -> TokenRecord:
     now = emulator.clock()
     if record.is_expired(now):
         raise ApiError(401, "Token Authentication failed: the token has expired")
+    if record.personal_access_token and not emulator.allow_personal_access_tokens:
+        raise ApiError(
+            401, "Token Authentication failed: personal access tokens are disabled in this environment"
+        )
     emulator.store.mark_used(record, now=now, ip_address=request.remote)
     if required is not None and required not in record.scopes:
         raise ApiError(
@@ -86,13 +99,33 @@ def _find(request: web.Request, value: str) -> TokenRecord:
     return record
 
 
+def _visible_owner(caller: TokenRecord) -> str | None:
+    """The owner a caller is limited to: a personal access token sees only its owner's tokens."""
+    return caller.owner if caller.personal_access_token else None
+
+
+async def _answer_later(seconds: float) -> None:
+    """Wait after the body was built: the answer then describes the past, as a slow real one does."""
+    if seconds > 0:
+        await asyncio.sleep(seconds)
+
+
 async def list_tokens(request: web.Request) -> web.Response:
     emulator = request.app[EMULATOR]
-    authenticate(request, READ)
-    query, after = parse_list_query(
-        request.query, raw_query=request.rel_url.raw_query_string, now=emulator.clock()
+    caller = authenticate(request, READ)
+    query, position = parse_list_query(
+        request.query,
+        raw_query=request.rel_url.raw_query_string,
+        now=emulator.clock(),
+        offsets=emulator.pager.offsets,
     )
-    return json_text_response(200, emulator.pager.page(query, after))
+    config = emulator.faults.config
+    page = emulator.pager.page(
+        query, position, offset_paging=config.paging is Paging.OFFSET, owner=_visible_owner(caller)
+    )
+    response = json_text_response(200, page.text)
+    await _answer_later(config.list_latency + config.list_latency_per_1000 * page.count / 1000)
+    return response
 
 
 async def create_token(request: web.Request) -> web.Response:
@@ -121,14 +154,27 @@ async def create_token(request: web.Request) -> web.Response:
 
 
 async def get_token(request: web.Request) -> web.Response:
-    authenticate(request, READ)
-    return json_response(200, _find(request, _path_id(request)).wire())
+    emulator = request.app[EMULATOR]
+    caller = authenticate(request, READ)
+    token_id = _path_id(request)
+    record = _find(request, token_id)
+    if (owner := _visible_owner(caller)) is not None and record.owner != owner:
+        raise ApiError(404, f"Token with ID {token_id} not found")
+    response = json_response(200, record.wire())  # encoded now: later changes do not reach this answer
+    await _answer_later(emulator.faults.config.get_latency)
+    return response
+
+
+def _check_owner(caller: TokenRecord, record: TokenRecord, action: str) -> None:
+    if caller.personal_access_token and record.owner != caller.owner:
+        raise ApiError(403, f"A personal access token can {action} only tokens of its own owner.")
 
 
 async def update_token(request: web.Request) -> web.Response:
     emulator = request.app[EMULATOR]
     caller = authenticate(request, WRITE)
     record = _find(request, _path_id(request))
+    _check_owner(caller, record, "update")
     body = payloads.parse_json_object(await request.read())
     change = payloads.parse_update(body, catalog=emulator.scopes, current_scopes=record.scopes)
     if change.enabled is False and record is caller:
@@ -145,8 +191,7 @@ async def delete_token(request: web.Request) -> web.Response:
     record = _find(request, _path_id(request, secret_allowed=True))
     if record is caller:
         raise ApiError(400, "You can't delete the token you're using for authentication of the request.")
-    if caller.personal_access_token and record.owner != caller.owner:
-        raise ApiError(403, "A personal access token can delete only tokens of its own owner.")
+    _check_owner(caller, record, "delete")
     emulator.store.delete(record)
     return web.Response(status=204)
 

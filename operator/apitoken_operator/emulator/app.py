@@ -1,10 +1,12 @@
 """The aiohttp application: API routes, admin routes, and the one middleware that wraps API calls.
 
 The middleware does, in order: pick the operation from the matched route; apply the fault decision
-(latency, drop, injected status); run the handler and turn `ApiError` and routing errors into
-Dynatrace's error envelope; drop the connection after a handled request when asked; check the
-response against the contract; count the outcome. One middleware instead of a chain keeps the
-per-request overhead small. Admin paths (`/_emulator/...`) bypass all of it.
+(latency, drop, injected status, after a wait in "the queue" for a 429); take a slot of the request
+pool when `throttle_capacity` is set (waiting up to `throttle_wait` for one, else 429); run the handler
+and turn `ApiError` and routing errors into Dynatrace's error envelope; drop the connection after a
+handled request when asked; check the response against the contract; count the outcome. One
+middleware instead of a chain keeps the per-request overhead small. Admin paths (`/_emulator/...`)
+bypass all of it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Final
 
 from aiohttp import web
 
@@ -20,7 +23,7 @@ from apitoken_operator.emulator import admin, api
 from apitoken_operator.emulator.contract import ContractViolation
 from apitoken_operator.emulator.counters import DROPPED
 from apitoken_operator.emulator.environment import Emulator
-from apitoken_operator.emulator.faults import OPERATIONS, FaultDecision
+from apitoken_operator.emulator.faults import OPERATIONS, FaultDecision, Faults
 from apitoken_operator.emulator.problems import ApiError
 
 __all__ = ["build_app"]
@@ -33,6 +36,49 @@ _GATEWAY_PAGE = "<html><head><title>{status}</title></head><body><h1>{status} {r
 
 class _Dropped(Exception):
     """Close the connection without a response."""
+
+
+class RequestPool:
+    """The environment's request pool for `throttle_capacity`: requests served at once.
+
+    A request takes a slot for its whole handling (post-snapshot latency included); one that finds the
+    pool full waits for a free slot up to `throttle_wait`, then is refused. The capacity is read at
+    each arrival, so it can change at run time; lowering it lets the requests in flight finish.
+    """
+
+    def __init__(self) -> None:
+        self._in_flight = 0
+        self._freed = asyncio.Event()
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    async def acquire(self, capacity: int | None, wait: float) -> bool:
+        """Take a slot; False when none became free within `wait` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while capacity is not None and self._in_flight >= capacity:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            freed = self._freed
+            try:  # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation
+                async with asyncio.timeout(remaining):
+                    await freed.wait()
+            except TimeoutError:
+                return False
+        self._in_flight += 1
+        return True
+
+    def release(self) -> None:
+        """Synchronous, so that it also runs in a request cancelled by its client's disconnect."""
+        self._in_flight -= 1
+        self._freed.set()  # wake every waiter; each re-checks, the first one takes the slot
+        self._freed = asyncio.Event()
+
+
+POOL: Final = web.AppKey("request_pool", RequestPool)
 
 
 def _operation(request: web.Request) -> str:
@@ -59,7 +105,23 @@ async def _serve(request: web.Request, handler: Handler, decision: FaultDecision
     if decision.drop:
         raise _Dropped
     if decision.status is not None:
+        if decision.queue_wait:
+            await asyncio.sleep(decision.queue_wait)  # queued in vain: the 429 comes late
         return _injected(decision)
+    faults: Faults = request.app[api.EMULATOR].faults
+    config = faults.config
+    if config.throttle_capacity is None:
+        return await _handle(request, handler, decision)
+    pool = request.app[POOL]
+    if not await pool.acquire(config.throttle_capacity, config.throttle_wait):
+        return _injected(faults.throttled())
+    try:
+        return await _handle(request, handler, decision)
+    finally:
+        pool.release()
+
+
+async def _handle(request: web.Request, handler: Handler, decision: FaultDecision) -> web.StreamResponse:
     try:
         response = await handler(request)
     except ApiError as error:
@@ -133,6 +195,7 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
 def build_app(emulator: Emulator) -> web.Application:
     app = web.Application(middlewares=[api_middleware])
     app[api.EMULATOR] = emulator
+    app[POOL] = RequestPool()
     api.add_routes(app)
     admin.add_routes(app)
     return app

@@ -6,6 +6,9 @@ nothing else goes to stdout, and no secret is ever printed or logged. An admin t
 earlier run is reused when that token still works (or imported into a fresh environment), so clients
 configured with it keep working across restarts. APITOKEN_EMULATOR_VALIDATE=1 turns on the contract
 check, like `--validate-responses`.
+
+`--profile realistic` starts from `FaultConfig.realistic()`; fault flags given explicitly override it
+(their defaults are None, meaning "not given", so the profile's values survive).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import sys
 from pathlib import Path
 
 from apitoken_operator.dynatrace.secrets import TOKEN_PATTERN, TokenSecret, install_log_masking
-from apitoken_operator.emulator.faults import OPERATIONS, FaultConfig, Outage
+from apitoken_operator.emulator.faults import OPERATIONS, PROFILES, FaultConfig, Outage, Paging
 from apitoken_operator.emulator.persistence import StateFileError, write_private_file
 from apitoken_operator.emulator.server import start_emulator
 
@@ -59,57 +62,100 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="behave as an environment whose setting forbids personal access tokens",
     )
     parser.add_argument("--log-level", default="WARNING", help="log level on stderr (default: WARNING)")
-    faults = parser.add_argument_group("faults (all can be changed at run time via /_emulator/faults)")
-    faults.add_argument("--rate-limit-ratio", type=float, default=0.0, help="share of requests answered 429")
-    faults.add_argument(
-        "--retry-after", type=float, default=1.0, help="Retry-After seconds on 429 (default: 1)"
-    )
-    faults.add_argument("--no-retry-after", action="store_true", help="send 429 without Retry-After")
-    faults.add_argument("--rate-limit-reset", action="store_true", help="also send X-RateLimit-Reset on 429")
-    faults.add_argument(
-        "--server-error-ratio", type=float, default=0.0, help="share of requests answered 5xx"
+    faults = parser.add_argument_group(
+        "faults (all can be changed at run time via /_emulator/faults; defaults: all off, or the profile's)"
     )
     faults.add_argument(
-        "--server-error-statuses", type=_statuses, default=(502, 503, 504), help="comma-separated 5xx codes"
+        "--profile",
+        choices=PROFILES,
+        default="default",
+        help="start from a named fault profile; 'realistic' = the harsher reading of Dynatrace's docs",
+    )
+    faults.add_argument("--rate-limit-ratio", type=float, help="share of requests answered 429")
+    faults.add_argument("--retry-after", type=float, help="Retry-After seconds on 429 (default: 1)")
+    faults.add_argument(
+        "--no-retry-after", action="store_true", default=None, help="send 429 without Retry-After"
     )
     faults.add_argument(
-        "--server-error-html", action="store_true", help="5xx bodies as a gateway's HTML page"
+        "--rate-limit-reset", action="store_true", default=None, help="also send X-RateLimit-Reset on 429"
     )
-    faults.add_argument("--latency", type=float, default=0.0, help="seconds added to each request")
+    faults.add_argument("--server-error-ratio", type=float, help="share of requests answered 5xx")
     faults.add_argument(
-        "--drop-ratio", type=float, default=0.0, help="share of connections closed before handling"
+        "--server-error-statuses", type=_statuses, help="comma-separated 5xx codes (default: 502,503,504)"
     )
+    faults.add_argument(
+        "--server-error-html", action="store_true", default=None, help="5xx bodies as a gateway's HTML page"
+    )
+    faults.add_argument("--latency", type=float, help="seconds added to each request, before handling")
+    faults.add_argument("--drop-ratio", type=float, help="share of connections closed before handling")
     faults.add_argument(
         "--drop-response-ratio",
         type=float,
-        default=0.0,
         help="share of requests carried out whose response is dropped (a create's secret is lost)",
     )
     faults.add_argument(
         "--fault-operations",
         type=_operations,
-        default=None,
-        help=f"limit the faults above to these operations (comma-separated: {','.join(OPERATIONS)})",
+        help=f"limit the ratio faults and latency to these operations ({','.join(OPERATIONS)})",
     )
-    faults.add_argument("--outage", choices=[mode.value for mode in Outage], default=Outage.OFF.value)
-    faults.add_argument("--outage-seconds", type=float, default=None, help="lift the outage after this long")
+    faults.add_argument("--outage", choices=[mode.value for mode in Outage])
+    faults.add_argument("--outage-seconds", type=float, help="lift the outage after this long")
+    faults.add_argument(
+        "--list-latency", type=float, help="seconds a list answer waits after its page was read"
+    )
+    faults.add_argument(
+        "--list-latency-per-1000", type=float, help="more seconds per 1,000 tokens in the page served"
+    )
+    faults.add_argument("--get-latency", type=float, help="seconds a GET answer waits after it was built")
+    faults.add_argument(
+        "--throttle-wait", type=float, help="a 429 comes after a random queue wait up to this many seconds"
+    )
+    faults.add_argument(
+        "--throttle-capacity",
+        type=int,
+        help="API requests served at once; more wait up to --throttle-wait, then get 429",
+    )
+    faults.add_argument(
+        "--paging", choices=[mode.value for mode in Paging], help="nextPageKey cursors (default: keyset)"
+    )
+    faults.add_argument(
+        "--usage-interval", type=float, help="seconds between rounds of simulated consumers (0: off)"
+    )
+    faults.add_argument("--usage-ratio", type=float, help="share of usable tokens used each round")
+
+
+#: Fault flags whose value goes to the FaultConfig setting of the same name when given.
+_FAULT_FLAGS = (
+    "rate_limit_ratio",
+    "retry_after",
+    "rate_limit_reset",
+    "server_error_ratio",
+    "server_error_statuses",
+    "server_error_html",
+    "latency",
+    "drop_ratio",
+    "drop_response_ratio",
+    "outage",
+    "outage_seconds",
+    "list_latency",
+    "list_latency_per_1000",
+    "get_latency",
+    "throttle_wait",
+    "throttle_capacity",
+    "paging",
+    "usage_interval",
+    "usage_ratio",
+)
 
 
 def _fault_config(args: argparse.Namespace) -> FaultConfig:
-    return FaultConfig(
-        rate_limit_ratio=args.rate_limit_ratio,
-        retry_after=None if args.no_retry_after else args.retry_after,
-        rate_limit_reset=args.rate_limit_reset,
-        server_error_ratio=args.server_error_ratio,
-        server_error_statuses=args.server_error_statuses,
-        server_error_html=args.server_error_html,
-        latency=args.latency,
-        drop_ratio=args.drop_ratio,
-        drop_response_ratio=args.drop_response_ratio,
-        operations=args.fault_operations,
-        outage=Outage(args.outage),
-        outage_seconds=args.outage_seconds,
-    )
+    """The profile, with every fault flag that was given applied over it."""
+    changes = {name: getattr(args, name) for name in _FAULT_FLAGS if getattr(args, name) is not None}
+    if args.fault_operations is not None:
+        changes["operations"] = sorted(args.fault_operations)
+    if args.no_retry_after:
+        changes["retry_after"] = None
+    return FaultConfig.profile(args.profile, **changes)
 
 
 def _previous_admin_token(path: Path) -> TokenSecret | None:

@@ -1,12 +1,15 @@
 """One emulated Dynatrace environment: its tokens, clock, faults, counters and contract checker.
 
 Independent of HTTP, so tests and the server share one object: the server reads and changes it, tests
-mint tokens, shift time and switch faults on it directly.
+mint tokens, shift time and switch faults on it directly. It also plays the environment's consumers:
+`use_token` and `usage_round` move `lastUsedDate` / `lastUsedIpAddress` without any API call, as
+workloads using their tokens do on a real tenant.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
@@ -30,6 +33,9 @@ log = logging.getLogger(__name__)
 ADMIN_OWNER = "admin@example.com"
 ADMIN_SCOPES = ("apiTokens.read", "apiTokens.write")
 ADMIN_TOKEN_NAME = "emulator-admin"
+#: Addresses the simulated consumers use tokens from (private ranges: never a real client's).
+CONSUMER_ADDRESSES = ("10.20.0.11", "10.20.0.12", "10.20.7.40", "192.168.50.3")
+DEFAULT_CONSUMER_ADDRESS = "10.1.2.3"
 
 
 class Emulator:
@@ -56,6 +62,8 @@ class Emulator:
             log.info("loaded %d token(s) from %s", len(records), self.state_file.path)
         self.pager = Pager(self.store)
         self.faults = Faults(seed=seed, config=faults)
+        # Its own stream, so consumer rounds (which run on a timer) never shift the faults' draws.
+        self._usage_random = random.Random(f"usage:{seed}")  # noqa: S311 - reproducible, not cryptography
         self.counters = Counters()
         self.contract = ContractChecker() if validate_responses else None
         self.admin_token = self._bootstrap_admin(admin_token)
@@ -99,6 +107,49 @@ class Emulator:
             additional_metadata=additional_metadata,
         )
         return secret
+
+    def set_personal_access_tokens(self, enabled: bool) -> None:
+        """Switch the environment setting (Dynatrace's `patEnabled`): off refuses new personal access
+        tokens (400) and makes existing ones fail authentication (401), until it is on again."""
+        self.allow_personal_access_tokens = bool(enabled)
+
+    def usable(self, record: TokenRecord) -> bool:
+        """Whether `record` would authenticate now: enabled, unexpired, and not a disabled kind."""
+        return (
+            record.enabled
+            and not record.is_expired(self.clock())
+            and (self.allow_personal_access_tokens or not record.personal_access_token)
+        )
+
+    def use_token(self, token: TokenSecret | str, ip_address: str = DEFAULT_CONSUMER_ADDRESS) -> bool:
+        """A consumer uses the token (by id or secret), as any authenticated call would: `lastUsedDate`
+        becomes the emulator clock's now. False, and nothing changes, when the token would not
+        authenticate (disabled, expired, a personal access token while they are off).
+        Raises KeyError for an unknown token."""
+        record = self.record_of(token)
+        if record is None:
+            raise KeyError(token.token_id if isinstance(token, TokenSecret) else token)
+        if not self.usable(record):
+            return False
+        self.store.mark_used(record, now=self.clock(), ip_address=ip_address)
+        return True
+
+    def usage_round(self, ratio: float | None = None) -> list[str]:
+        """One round of the simulated consumers: each usable token, in creation order, is used with
+        probability `ratio` (default: the fault configuration's `usage_ratio`) from one of a few fake
+        addresses; the draws come from a random seeded by the emulator's seed. Returns the ids used."""
+        share = self.faults.config.usage_ratio if ratio is None else ratio
+        if share <= 0:
+            return []
+        used: list[str] = []
+        draw = self._usage_random
+        now = self.clock()
+        for record in self.store:
+            if not self.usable(record) or draw.random() >= share:
+                continue
+            self.store.mark_used(record, now=now, ip_address=draw.choice(CONSUMER_ADDRESSES))
+            used.append(record.id)
+        return used
 
     def record_of(self, token: TokenSecret | str) -> TokenRecord | None:
         """The record behind a secret or an id (for assertions)."""

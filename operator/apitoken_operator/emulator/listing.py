@@ -1,10 +1,21 @@
-"""The list operation's query: parameters, filtering, sorting and keyset pagination.
+"""The list operation's query: parameters, filtering, sorting and pagination (keyset or offset).
 
-`nextPageKey` is an opaque cursor (base64url JSON) carrying the whole query, resolved to absolute times,
-and the sort key of the last token served. The next page starts strictly after that key, so tokens
-created or deleted between two pages never make the walk skip or repeat a token that existed
-throughout. Sorted orders are cached per sort field and invalidated by the store's version counters,
-so a page costs a bisect and a slice, not a sort.
+Keyset paging (the default): `nextPageKey` is an opaque cursor (base64url JSON) carrying the whole query,
+resolved to absolute times, and the sort key of the last token served. The next page starts strictly
+after that key, so tokens created or deleted between two pages never make the walk skip or repeat a
+token that existed throughout.
+
+Offset paging (`FaultConfig.paging = "offset"`): `nextPageKey` is what Dynatrace's documented examples
+decode to, base64 of a 4-byte big-endian offset, a 4-byte big-endian page size and one byte, e.g.
+`AAAAZAAAAGQA` = offset 100, size 100, byte 0. Such a key cannot carry the query, so the rest of the query
+(fields, selector, sort, from/to resolved to absolute times) is kept server-side, keyed by the cursor;
+the last byte tells apart different queries that reach the same offset with the same page size (0 for
+the first, as in the examples). A token deleted between two page calls shifts the next page: a live
+token can be skipped (and a created one makes a token repeat). The mode is chosen when the first page
+is asked for; a cursor continues in the mode that issued it.
+
+Sorted orders are cached per sort field and invalidated by the store's version counters, so a page
+costs a bisect and a slice, not a sort.
 
 Choices where Dynatrace is silent: `fields` must be either all prefixed (`+x,-y`) or none; a raw
 `fields` value starting with a bare `+` (which decodes to a space) is a 400 telling the client to
@@ -19,7 +30,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import struct
 from bisect import bisect_left, bisect_right
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,7 +46,7 @@ from apitoken_operator.emulator.problems import ApiError, Violation
 from apitoken_operator.emulator.store import TokenStore
 from apitoken_operator.emulator.tokens import TokenRecord
 
-__all__ = ["ListQuery", "Pager", "parse_list_query"]
+__all__ = ["ListQuery", "OffsetCursors", "Page", "Pager", "Position", "parse_list_query"]
 
 DEFAULT_PAGE_SIZE = 200
 MIN_PAGE_SIZE = 100
@@ -46,6 +59,8 @@ _MISSING_RANK = {"lastUsedDate": 0, "modifiedDate": 0, "expirationDate": 2, "cre
 _KNOWN_PARAMETERS = ("pageSize", "fields", "apiTokenSelector", "sort", "from", "to")
 
 SortKey = tuple[Any, ...]
+#: Where a page starts: None (first page), the sort key to start after (keyset) or an offset.
+Position = SortKey | int | None
 
 
 def _query_violation(name: str, message: str) -> Violation:
@@ -101,15 +116,17 @@ def _from_millis(value: Any) -> datetime | None:
 
 
 def parse_list_query(
-    query: Mapping[str, str], *, raw_query: str, now: datetime
-) -> tuple[ListQuery, SortKey | None]:
-    """The query and, for a follow-up page, the sort key to start after. Raises ApiError (400)."""
+    query: Mapping[str, str], *, raw_query: str, now: datetime, offsets: OffsetCursors | None = None
+) -> tuple[ListQuery, Position]:
+    """The query and, for a follow-up page, where it starts (a sort key or an offset). Raises ApiError."""
     if "nextPageKey" in query:
         others = sorted(key for key in query if key != "nextPageKey")
         if others:
             raise ApiError.invalid(
                 [_query_violation(key, "must not be used in combination with nextPageKey") for key in others]
             )
+        if offsets is not None and (resolved := offsets.resolve(query["nextPageKey"])) is not None:
+            return resolved
         return _decode_cursor(query["nextPageKey"])
     violations: list[Violation] = []
     page_size = _page_size(query.get("pageSize"), violations)
@@ -283,6 +300,60 @@ def sort_key(record: TokenRecord, sort_field: str) -> SortKey:
     return (1, int(moment.timestamp() * 1000), record.sequence)
 
 
+_OFFSET_CURSOR = struct.Struct(">IIB")
+#: Offset cursors remembered (least recently used forgotten first): a walk abandoned long ago gets 400.
+MAX_OFFSET_CURSORS = 4096
+
+
+class OffsetCursors:
+    """The server-side half of offset cursors: which query each `nextPageKey` continues."""
+
+    def __init__(self, limit: int = MAX_OFFSET_CURSORS) -> None:
+        self._limit = limit
+        self._queries: OrderedDict[tuple[int, int, int], ListQuery] = OrderedDict()
+
+    def issue(self, query: ListQuery, offset: int) -> str:
+        """The cursor of `query`'s page at `offset`; byte 0 unless another query holds that slot."""
+        size = query.page_size
+        chosen: tuple[int, int, int] | None = None
+        for tag in range(256):
+            key = (offset, size, tag)
+            held = self._queries.get(key)
+            if held is None or held == query:
+                chosen = key
+                break
+        if chosen is None:  # 256 different live queries at this offset and size: reuse the oldest slot
+            chosen = next(key for key in self._queries if key[:2] == (offset, size))
+        self._queries[chosen] = query
+        self._queries.move_to_end(chosen)
+        while len(self._queries) > self._limit:
+            self._queries.popitem(last=False)
+        return base64.b64encode(_OFFSET_CURSOR.pack(*chosen)).decode("ascii")
+
+    def resolve(self, text: str) -> tuple[ListQuery, int] | None:
+        """The query and offset behind an offset cursor, or None when `text` is not one issued here."""
+        try:
+            raw = base64.b64decode(text.encode("ascii"), validate=True)
+        except (ValueError, UnicodeError, binascii.Error):
+            return None
+        if len(raw) != _OFFSET_CURSOR.size:
+            return None
+        key: tuple[int, int, int] = _OFFSET_CURSOR.unpack(raw)
+        query = self._queries.get(key)
+        if query is None:
+            return None
+        self._queries.move_to_end(key)
+        return query, key[0]
+
+
+@dataclass(frozen=True)
+class Page:
+    """One list answer: its JSON text, and how many tokens it holds (for the size-dependent latency)."""
+
+    text: str
+    count: int
+
+
 @dataclass
 class _Order:
     versions: tuple[int, int]
@@ -296,6 +367,7 @@ class Pager:
     def __init__(self, store: TokenStore) -> None:
         self._store = store
         self._orders: dict[str, _Order] = {}
+        self.offsets = OffsetCursors()
 
     def _order(self, sort_field: str) -> _Order:
         usage = self._store.usage_version if sort_field == "lastUsedDate" else 0
@@ -309,26 +381,54 @@ class Pager:
             self._orders[sort_field] = cached
         return cached
 
-    def page(self, query: ListQuery, after: SortKey | None) -> str:
-        """The `ApiTokenList` body for one page, as JSON text joined from the records' cached fragments."""
+    def page(
+        self,
+        query: ListQuery,
+        position: Position = None,
+        *,
+        offset_paging: bool = False,
+        owner: str | None = None,
+    ) -> Page:
+        """The `ApiTokenList` body for one page, as JSON text joined from the records' cached fragments.
+
+        `position` says where the page starts; without one, `offset_paging` picks the cursor kind.
+        `owner` limits the listing to that owner's tokens (a personal access token's view).
+        """
         order = self._order(query.sort_field)
         records, keys = order.records, order.keys
-        if not query.selector.is_empty() or query.filters_usage():
-            kept = [index for index, record in enumerate(records) if query.admits(record)]
+        if not query.selector.is_empty() or query.filters_usage() or owner is not None:
+            kept = [
+                index
+                for index, record in enumerate(records)
+                if query.admits(record) and (owner is None or record.owner == owner)
+            ]
             records = [records[index] for index in kept]
             keys = [keys[index] for index in kept]
-        if query.descending:
-            end = len(keys) if after is None else bisect_left(keys, after)
-            start = max(0, end - query.page_size)
-            chosen = records[start:end][::-1]
-            more = start > 0
+        next_key: str | None
+        if isinstance(position, int) or (position is None and offset_paging):
+            offset = position if isinstance(position, int) else 0
+            total = len(records)
+            if query.descending:
+                end = max(0, total - offset)
+                chosen = records[max(0, end - query.page_size) : end][::-1]
+            else:
+                chosen = records[offset : offset + query.page_size]
+            more = offset + query.page_size < total
+            next_key = self.offsets.issue(query, offset + query.page_size) if more else None
         else:
-            start = 0 if after is None else bisect_right(keys, after)
-            end = min(len(keys), start + query.page_size)
-            chosen = records[start:end]
-            more = end < len(keys)
-        next_key = query.cursor(sort_key(chosen[-1], query.sort_field)) if more and chosen else None
+            after = position
+            if query.descending:
+                end = len(keys) if after is None else bisect_left(keys, after)
+                start = max(0, end - query.page_size)
+                chosen = records[start:end][::-1]
+                more = start > 0
+            else:
+                start = 0 if after is None else bisect_right(keys, after)
+                end = min(len(keys), start + query.page_size)
+                chosen = records[start:end]
+                more = end < len(keys)
+            next_key = query.cursor(sort_key(chosen[-1], query.sort_field)) if more and chosen else None
         fields = query.fields
         head = json.dumps({"totalCount": len(records), "pageSize": query.page_size, "nextPageKey": next_key})
         tokens = ",".join(record.fragment(fields) for record in chosen)
-        return f'{head[:-1]},"apiTokens":[{tokens}]}}'
+        return Page(f'{head[:-1]},"apiTokens":[{tokens}]}}', len(chosen))

@@ -3,6 +3,7 @@
 The server owns its listening socket (rather than an aiohttp site) so that a `refuse` outage can close
 it synchronously, making new connections fail with "connection refused", and reopen it on the same
 port when the outage ends. Binding happens before the base URL is published, so `port=0` is race-free.
+A background task plays the environment's consumers (`usage_interval`, `usage_ratio`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from apitoken_operator.emulator.clock import Clock
 from apitoken_operator.emulator.environment import Emulator
 from apitoken_operator.emulator.faults import FaultConfig, Faults, Outage
 
-__all__ = ["Listener", "start_emulator"]
+__all__ = ["Listener", "run_consumers", "start_emulator"]
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +136,35 @@ class Listener:
         self._socket = None
 
 
+async def run_consumers(emulator: Emulator) -> None:
+    """Every `usage_interval` real seconds, one `usage_round`; sleeps while the interval is 0.
+
+    A change of the fault configuration wakes it, so a new interval takes effect at once (counted
+    from the change). It runs on the emulator's loop, so it never races a request being served.
+    """
+    loop = asyncio.get_running_loop()
+    changed = asyncio.Event()
+
+    def wake() -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nothing to wake
+            loop.call_soon_threadsafe(changed.set)
+
+    emulator.faults.subscribe(wake)
+    while True:
+        interval = emulator.faults.config.usage_interval
+        changed.clear()
+        try:  # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation
+            async with asyncio.timeout(interval or None):
+                await changed.wait()
+        except TimeoutError:
+            try:
+                used = emulator.usage_round()
+            except Exception:  # a bug here must not silently end the consumers for the whole run
+                log.exception("the simulated consumers failed")
+            else:
+                log.debug("consumers used %d token(s)", len(used))
+
+
 @asynccontextmanager
 async def start_emulator(
     host: str = "127.0.0.1",
@@ -161,12 +191,16 @@ async def start_emulator(
     runner = web.AppRunner(build_app(emulator), access_log=None, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
     listener = Listener(runner, emulator.faults, host, port)
+    consumers = asyncio.get_running_loop().create_task(run_consumers(emulator), name="emulator-consumers")
     try:
         await listener.start()
         emulator.base_url = listener.url
         log.info("emulator serving %s", listener.url)
         yield emulator
     finally:
+        consumers.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await consumers
         listener.close()
         await runner.cleanup()
         emulator.base_url = None

@@ -98,6 +98,18 @@ class EmulatorThread:
         """`Emulator.create_token`, run on the emulator's loop."""
         return self.call(self.emulator.create_token, *args, **kwargs)
 
+    def use_token(self, *args: Any, **kwargs: Any) -> bool:
+        """`Emulator.use_token` (a consumer uses a token), run on the emulator's loop."""
+        return self.call(self.emulator.use_token, *args, **kwargs)
+
+    def usage_round(self, ratio: float | None = None) -> list[str]:
+        """`Emulator.usage_round` (one round of the simulated consumers), run on the emulator's loop."""
+        return self.call(self.emulator.usage_round, ratio)
+
+    def set_personal_access_tokens(self, enabled: bool) -> None:
+        """`Emulator.set_personal_access_tokens`, run on the emulator's loop."""
+        self.call(self.emulator.set_personal_access_tokens, enabled)
+
     @property
     def base_url(self) -> str:
         return self.emulator.base_url
