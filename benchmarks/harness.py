@@ -262,6 +262,7 @@ class Operator:
             namespace,
             "--default-connection",
             f"{namespace}/{CONNECTION}",
+            "--allow-insecure-http",  # the emulator serves plain http on 127.0.0.1
             "--metrics-port",
             str(free_port()),
             *args,

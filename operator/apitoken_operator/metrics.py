@@ -1,6 +1,8 @@
 """Prometheus metrics, in one place: Dynatrace calls, reconcile outcomes, managed tokens, expiry, rotations.
 
-Labels never carry a secret: token ids (`dt0c01.<public part>`) are safe to show. The collectors
+Labels never carry a secret, and no token id either: series are per ApiToken (namespace, name), so a
+rotation does not start a new series, the series count stays bounded by the number of objects, and
+whoever may read the metrics does not learn which token each namespace holds. The collectors
 live on a registry passed in (a fresh one in tests), served by `serve()` on the metrics port.
 """
 
@@ -67,8 +69,8 @@ class Metrics:
         self._objects.entry(namespace, name).ready = health == "Ready"
 
     def expiry(self, *, namespace: str, name: str, token_id: str | None, expires: datetime | None) -> None:
+        """The current token's expiry; `token_id` only says whether there is a token (it is not shown)."""
         entry = self._objects.entry(namespace, name)
-        entry.token_id = token_id if expires is not None else None
         entry.expires = expires.timestamp() if token_id and expires is not None else None
 
     def forget(self, *, namespace: str, name: str) -> None:
@@ -82,11 +84,10 @@ class Metrics:
 
 
 class _ObjectState:
-    __slots__ = ("expires", "ready", "token_id")
+    __slots__ = ("expires", "ready")
 
     def __init__(self) -> None:
         self.ready: bool | None = None
-        self.token_id: str | None = None
         self.expires: float | None = None
 
 
@@ -115,12 +116,12 @@ class PerObjectCollector(Collector):
         expiry = GaugeMetricFamily(
             f"{NAMESPACE}_token_expiration_timestamp_seconds",
             "When each managed token expires (absent: never).",
-            labels=["namespace", "name", "token_id"],
+            labels=["namespace", "name"],
         )
         for (namespace, name), state in list(self._objects.items()):
             if state.ready is not None:
                 ready.add_metric([namespace, name], 1.0 if state.ready else 0.0)
-            if state.token_id is not None and state.expires is not None:
-                expiry.add_metric([namespace, name, state.token_id], state.expires)
+            if state.expires is not None:
+                expiry.add_metric([namespace, name], state.expires)
         yield ready
         yield expiry

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import json
 import logging
 import os
@@ -13,7 +14,13 @@ import sys
 from typing import Any, cast
 
 from apitoken_operator.dynatrace.secrets import install_log_masking
-from apitoken_operator.settings import ADMIN_SCOPES, OperatorSettings, PolicySettings
+from apitoken_operator.reconcile.policy import is_denied_name
+from apitoken_operator.settings import (
+    DEFAULT_ALLOWED_SCOPES,
+    ConnectionSettings,
+    OperatorSettings,
+    PolicySettings,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,21 +70,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--policy-allowed-scope",
         action="append",
-        default=[],
+        default=None,
         metavar="PATTERN",
-        help="scopes the default connection may grant (repeatable; default: any not denied)",
+        help="scopes the default connection may grant (repeatable; replaces the shipped list: "
+        f"{', '.join(DEFAULT_ALLOWED_SCOPES)})",
     )
     parser.add_argument(
         "--policy-denied-scope",
         action="append",
-        default=None,
+        default=[],
         metavar="PATTERN",
-        help=f"scopes the default connection must not grant (default: {', '.join(ADMIN_SCOPES)})",
+        help="more scopes the default connection must not grant (repeatable; added to the built-in "
+        "escalating scopes, which always stay denied)",
+    )
+    parser.add_argument(
+        "--policy-allow-escalating-scope",
+        action="append",
+        default=[],
+        metavar="SCOPE",
+        help="let the default connection grant this escalating scope after all (repeatable; exact name, "
+        "no patterns; e.g. InstallerDownload for the Dynatrace Operator)",
     )
     parser.add_argument(
         "--policy-allow-personal-access-tokens",
         action="store_true",
         help="let the default connection create personal access tokens",
+    )
+    parser.add_argument(
+        "--allow-insecure-http",
+        action="store_true",
+        help="accept http:// connection URLs (the local emulator, tests); the API token then travels "
+        "in clear text",
+    )
+    parser.add_argument(
+        "--allow-connection-cidr",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="let namespace connection Secrets reach this internal network (repeatable; by default they "
+        "may not reach loopback, link-local, private, shared (CGNAT), multicast or reserved addresses)",
     )
     parser.add_argument(
         "--drift-interval",
@@ -92,6 +123,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=60.0,
         metavar="SECONDS",
         help="how long a listing is trusted before a reconcile lists again (default 60)",
+    )
+    parser.add_argument(
+        "--list-page-size",
+        type=int,
+        default=10000,
+        metavar="N",
+        help="tokens per page when a connection's tokens are listed, 100..10000 (default 10000)",
+    )
+    parser.add_argument(
+        "--last-used-interval",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="at most one status write per object in this time for a token's use alone "
+        "(lastUsedDate, lastUsedIpAddress; default 3600)",
     )
     parser.add_argument(
         "--metrics-port",
@@ -110,24 +156,63 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
 
+def _page_size(value: int) -> int:
+    if not 100 <= value <= 10000:
+        raise SystemExit("--list-page-size must be 100..10000")
+    return value
+
+
 def settings_from(args: argparse.Namespace) -> OperatorSettings:
     default = args.default_connection
     if default is not None and default.count("/") != 1:
         raise SystemExit("--default-connection must be NAMESPACE/SECRET")
     policy = PolicySettings(
         allowed_namespaces=tuple(args.policy_namespace),
-        allowed_scopes=tuple(args.policy_allowed_scope),
-        denied_scopes=ADMIN_SCOPES if args.policy_denied_scope is None else tuple(args.policy_denied_scope),
+        allowed_scopes=(
+            DEFAULT_ALLOWED_SCOPES if args.policy_allowed_scope is None else tuple(args.policy_allowed_scope)
+        ),
+        denied_scopes=tuple(args.policy_denied_scope),
+        allowed_escalating_scopes=tuple(args.policy_allow_escalating_scope),
         allow_personal_access_tokens=args.policy_allow_personal_access_tokens,
+    )
+    _check_escalating(policy)
+    connections = ConnectionSettings(
+        allow_insecure_http=args.allow_insecure_http,
+        allowed_cidrs=tuple(_cidr(text) for text in args.allow_connection_cidr),
     )
     return OperatorSettings(
         default_connection=default,
         policy=policy,
+        connections=connections,
         drift_interval=args.drift_interval,
         observation_max_age=args.observation_max_age,
+        last_used_interval=args.last_used_interval,
+        list_page_size=_page_size(args.list_page_size),
         events=args.events,
         peering=args.peering is not None,
     )
+
+
+def _check_escalating(policy: PolicySettings) -> None:
+    """An escalating scope is let through by exact name only, and only a name that is in fact denied:
+    a pattern or a misspelling would otherwise pass silently and lift nothing (or too much)."""
+    for name in policy.allowed_escalating_scopes:
+        if any(char in name for char in "*?[]"):
+            raise SystemExit(
+                f"--policy-allow-escalating-scope takes an exact scope name, not a pattern: {name!r}"
+            )
+        if not is_denied_name(name, policy):
+            raise SystemExit(
+                f"--policy-allow-escalating-scope {name}: not a denied scope "
+                "(scope names are case-sensitive); to grant an ordinary scope, use --policy-allowed-scope"
+            )
+
+
+def _cidr(text: str) -> str:
+    try:
+        return str(ipaddress.ip_network(text.strip(), strict=False))
+    except ValueError as error:
+        raise SystemExit(f"--allow-connection-cidr {text!r}: {error}") from None
 
 
 class JsonFormatter(logging.Formatter):

@@ -41,24 +41,101 @@ class DynatraceSettings:
     retry: RetrySettings = field(default_factory=RetrySettings)
 
 
-#: Scopes that let a token mint or manage other tokens: refused through the shared default connection
-#: unless the policy allows them explicitly.
-ADMIN_SCOPES = ("apiTokens.write", "TenantTokenManagement")
+#: What the default connection grants unless `--policy-allowed-scope` replaces it: sending data in and
+#: reading monitoring results, nothing that changes configuration, reads credentials or installs code.
+#: Each entry, and why it is safe to hand to any namespace that may use the shared connection:
+DEFAULT_ALLOWED_SCOPES: tuple[str, ...] = (
+    "metrics.ingest",  # send metrics: adds data, changes nothing
+    "logs.ingest",  # send log lines: adds data
+    "events.ingest",  # send events: adds data (and may open problems, which is their purpose)
+    "bizevents.ingest",  # send business events: adds data
+    "openTelemetryTrace.ingest",  # send OTLP traces: adds data
+    "metrics.read",  # read metric series: monitoring results, no configuration, no credentials
+    "entities.read",  # read the monitored topology (hosts, services, processes)
+    "problems.read",  # read problems Davis raised
+    "events.read",  # read events
+    "slo.read",  # read service-level objectives and their status
+)
+
+#: Scopes that mint, read or rotate credentials, change configuration or access, or put code into the
+#: environment: a namespace user holding one could act beyond their namespace's rights. The default
+#: connection never grants them, whatever the allow-list says; configuration adds to this list
+#: (`--policy-denied-scope`) and lifts single names out of it only one by one
+#: (`--policy-allow-escalating-scope NAME`). Compared case-insensitively, so that a spelling Dynatrace
+#: might accept cannot slip past.
+ESCALATING_SCOPES: tuple[str, ...] = (
+    # tokens and credentials
+    "apiTokens.read",  # lists every token's metadata, looks tokens up
+    "apiTokens.write",  # mints further tokens of any scope
+    "TenantTokenManagement",  # legacy: manage tenant tokens (agents' credentials)
+    "tenantTokenRotation.write",  # rotates the tenant token: breaks every agent
+    "activeGateTokenManagement.read",
+    "activeGateTokenManagement.create",  # mints ActiveGate tokens
+    "activeGateTokenManagement.write",
+    "agentTokenManagement.read",  # reads agent tokens
+    "InstallerDownload",  # the installers embed the environment's tenant token
+    "credentialVault.read",  # reads stored credentials
+    "credentialVault.write",
+    "ActiveGateCertManagement",  # ActiveGate certificates: a way to intercept traffic
+    # configuration and access
+    "settings.read",  # settings objects hold webhook URLs, integration credentials
+    "settings.write",  # changes any setting, access and data privacy included
+    "ReadConfig",  # legacy configuration API: notification and integration credentials
+    "WriteConfig",
+    "DataPrivacy",  # turns masking of personal data off
+    "CaptureRequestData",  # captures request data (headers, parameters) from monitored apps
+    "oneAgents.write",  # reconfigures agents
+    "activeGates.write",  # reconfigures ActiveGates
+    "networkZones.write",  # reroutes agent traffic
+    # code that runs inside the environment or on its agents and ActiveGates
+    "PluginUpload",
+    "extensions.write",
+    "extensionEnvironment.write",
+    "extensionConfigurations.write",
+    "extensionConfigurationActions.write",
+    "hub.install",
+    "hub.write",
+)
 
 
 @dataclass(frozen=True)
 class PolicySettings:
     """What ApiTokens may ask of the operator-wide default connection (own connections are not limited).
 
-    Patterns are shell-style (`team-*`). An empty `allowed_namespaces` means every namespace.
+    A scope passes when it matches `allowed_scopes` (shell-style patterns, case-sensitive as Dynatrace's
+    scope names are) and matches neither `ESCALATING_SCOPES` nor `denied_scopes` (case-insensitive),
+    or when it is named exactly in `allowed_escalating_scopes`. Deny wins over any allow pattern, so
+    `*` cannot let an escalating scope through. An empty `allowed_namespaces` means every namespace.
     """
 
     allowed_namespaces: tuple[str, ...] = ()
-    #: Scopes the default connection may grant; empty means any scope not denied below.
-    allowed_scopes: tuple[str, ...] = ()
-    denied_scopes: tuple[str, ...] = ADMIN_SCOPES
+    #: Scopes the default connection may grant (patterns); empty means none.
+    allowed_scopes: tuple[str, ...] = DEFAULT_ALLOWED_SCOPES
+    #: Denied in addition to `ESCALATING_SCOPES` (patterns): extends, never replaces.
+    denied_scopes: tuple[str, ...] = ()
+    #: Exact scope names the administrator lets through although a deny pattern matches them.
+    allowed_escalating_scopes: tuple[str, ...] = ()
     #: Personal access tokens carry their owner's permissions: off for the shared connection by default.
     allow_personal_access_tokens: bool = False
+
+    @property
+    def all_denied_scopes(self) -> tuple[str, ...]:
+        """The built-in escalating scopes and the configured extra denials."""
+        return (*ESCALATING_SCOPES, *(s for s in self.denied_scopes if s not in ESCALATING_SCOPES))
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """What a connection Secret may point at. The default connection is the administrator's own choice
+    and passes the address checks; namespace connections are written by namespace users, who must not
+    reach the cluster's inside through them."""
+
+    #: Plain http:// URLs (loopback tests, the emulator); any connection, default included.
+    allow_insecure_http: bool = False
+    #: Networks (CIDR) namespace connections may reach although they are internal (private, loopback...).
+    allowed_cidrs: tuple[str, ...] = ()
+    #: Label a namespace Secret must carry, with value "true", to serve as a connection.
+    opt_in_label: str = "dynatrace.apitokens.io/connection"
 
 
 @dataclass(frozen=True)
@@ -71,6 +148,15 @@ class OperatorSettings:
     observation_max_age: float = 60.0
     #: Seconds between drift checks: one list call per connection finds tokens changed or deleted outside.
     drift_interval: float = 300.0
+    #: Seconds between two status writes that only carry a token's use (lastUsedDate, lastUsedIpAddress):
+    #: consumers move these all the time, and a write per drift check per token would load the API server.
+    last_used_interval: float = 3600.0
+    #: Tokens per page when a connection's tokens are listed (100..10000): the largest page costs the
+    #: fewest calls; a smaller one keeps each answer (and the operator's memory while reading it) small.
+    list_page_size: int = 10000
+    #: Reconciles running at once per connection (per namespace on the default connection). A connection
+    #: that hangs or throttles holds only these; the rest of the operator's reconciles serve others.
+    connection_reconciles: int = 8
     #: Seconds before a Stalled object that depends on something outside it (a connection Secret) retries.
     stalled_retry_delay: float = 60.0
     #: Which Events to post: "all", or "warnings" only (the Normal ones — a token created, deleted,
@@ -86,6 +172,7 @@ class OperatorSettings:
     replica_clock_skew: float = 60.0
     dynatrace: DynatraceSettings = field(default_factory=DynatraceSettings)
     policy: PolicySettings = field(default_factory=PolicySettings)
+    connections: ConnectionSettings = field(default_factory=ConnectionSettings)
 
     @property
     def foreign_create_window(self) -> float | None:

@@ -81,6 +81,7 @@ def test_image_command_runs_read_only_as_the_image_user(
         str(metrics_port),
         "--default-connection",
         f"{operator_env.namespace}/{CONNECTION}",
+        "--allow-insecure-http",  # the test emulator serves plain http
     ]
 
     writable = writable_dir(installed.base)

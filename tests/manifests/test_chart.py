@@ -204,6 +204,14 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         }
     },
     "peering": {"peering": {"enabled": True}, "replicaCount": 2, "strategy": {"type": "RollingUpdate"}},
+    "multi-tenant": {
+        "rbac": {"scope": "namespaces", "aggregateToDefaultRoles": True},
+        "watchNamespaces": ["team-a", "team-b"],
+        "defaultConnection": {"existingSecret": "dynatrace-connection"},
+        "networkPolicy": {"enabled": True, "apiServer": {"cidrs": ["172.20.0.10/32"]}},
+        "policy": {"namespaces": ["team-a"], "allowEscalatingScopes": ["InstallerDownload"]},
+        "connections": {"allowedCidrs": ["10.20.0.0/16"]},
+    },
     "extras": {
         "extraEnv": [{"name": "HTTPS_PROXY", "value": "http://proxy.example:3128"}],
         "extraVolumes": [{"name": "ca", "configMap": {"name": "corporate-ca"}}],
@@ -330,9 +338,11 @@ def test_every_run_flag_value_is_mapped(helm: Helm) -> None:
             "policy": {
                 "namespaces": ["team-*"],
                 "allowedScopes": ["metrics.*", "logs.ingest"],
-                "deniedScopes": ["apiTokens.*"],
+                "deniedScopes": ["logs.*"],
+                "allowEscalatingScopes": ["InstallerDownload"],
                 "allowPersonalAccessTokens": True,
             },
+            "connections": {"allowInsecureHttp": True, "allowedCidrs": ["10.20.0.0/16", "fd00::/8"]},
             "driftInterval": 120,
             "observationMaxAge": 30.5,
             "events": "warnings",
@@ -353,8 +363,12 @@ def test_every_run_flag_value_is_mapped(helm: Helm) -> None:
         "--policy-namespace=team-*",
         "--policy-allowed-scope=metrics.*",
         "--policy-allowed-scope=logs.ingest",
-        "--policy-denied-scope=apiTokens.*",
+        "--policy-denied-scope=logs.*",
+        "--policy-allow-escalating-scope=InstallerDownload",
         "--policy-allow-personal-access-tokens",
+        "--allow-insecure-http",
+        "--allow-connection-cidr=10.20.0.0/16",
+        "--allow-connection-cidr=fd00::/8",
         "--drift-interval=120",
         "--observation-max-age=30.5",
         "--events=warnings",
@@ -573,7 +587,7 @@ def test_every_rendered_object_is_accepted_by_the_api_server(
 ) -> None:
     """Everything but the CRDs (the test after this one) and the kinds the cluster has no CRD for."""
     values = dict(VALUE_SETS[name])
-    if name == "namespaced-rbac":  # Roles go into namespaces that exist
+    if name in ("namespaced-rbac", "multi-tenant"):  # Roles go into namespaces that exist
         values["watchNamespaces"] = [restricted_namespace, "default"]
     objects = helm.template(values, release=restricted_namespace, namespace=restricted_namespace)
     sent = [o for o in objects if o["kind"] not in {*NOT_INSTALLED, "CustomResourceDefinition"}]
@@ -608,3 +622,73 @@ def test_the_api_server_would_warn_about_a_pod_that_breaks_the_restricted_standa
     )
     result = server_dry_run(cluster, [find(objects, "Deployment")])
     assert 'would violate PodSecurity "restricted' in result.stderr, result.stderr
+
+
+def test_aggregated_roles_let_edit_manage_and_view_read_apitokens_only_when_asked(helm: Helm) -> None:
+    plain = [o for o in helm.template() if o["kind"] == "ClusterRole"]
+    assert not any("aggregate" in label for role in plain for label in role["metadata"]["labels"])
+
+    objects = helm.template({"rbac": {"aggregateToDefaultRoles": True}}, release="r")
+    roles = {o["metadata"]["name"]: o for o in objects if o["kind"] == "ClusterRole"}
+    edit, view = roles["r-dynatrace-apitoken-operator-edit"], roles["r-dynatrace-apitoken-operator-view"]
+    assert edit["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
+    assert edit["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-admin"] == "true"
+    assert "rbac.authorization.k8s.io/aggregate-to-view" not in edit["metadata"]["labels"]
+    assert view["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
+    assert [r["resources"] for r in edit["rules"]] == [["apitokens"]]  # never the status, never Secrets
+    assert {"create", "update", "patch", "delete"} <= set(edit["rules"][0]["verbs"])
+    assert all(set(r["verbs"]) == {"get", "list", "watch"} for r in view["rules"])
+    for role in (edit, view):
+        assert all(r["apiGroups"] == ["dynatrace.apitokens.io"] for r in role["rules"])
+    # nothing binds them: Kubernetes folds them into edit/admin/view
+    assert not any(
+        b["roleRef"]["name"] in roles and b["roleRef"]["name"] != "r-dynatrace-apitoken-operator"
+        for b in objects
+        if b["kind"] in ("ClusterRoleBinding", "RoleBinding")
+    )
+
+
+def test_network_policy_limits_the_pod_to_dns_the_api_server_and_dynatrace(helm: Helm) -> None:
+    assert "NetworkPolicy" not in kinds(helm.template())
+    objects = helm.template(VALUE_SETS["multi-tenant"], namespace="op")
+    policy = find(objects, "NetworkPolicy")
+    deployment = find(objects, "Deployment")
+    assert policy["metadata"]["namespace"] == "op"
+    assert policy["spec"]["podSelector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    dns, api_server, dynatrace = policy["spec"]["egress"]
+    assert {(p["port"], p["protocol"]) for p in dns["ports"]} == {(53, "UDP"), (53, "TCP")}
+    assert dns["to"] == [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}]
+    assert api_server["to"] == [{"ipBlock": {"cidr": "172.20.0.10/32"}}]
+    assert {p["port"] for p in api_server["ports"]} == {443, 6443}
+    assert dynatrace["to"] == [{"ipBlock": {"cidr": "0.0.0.0/0"}}, {"ipBlock": {"cidr": "::/0"}}]
+    assert dynatrace["ports"] == [{"port": 443, "protocol": "TCP"}]
+    ingress_ports = [p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]]
+    assert ingress_ports == [8080, 9090]
+
+    scraper = [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}]
+    narrowed = find(
+        helm.template(
+            {
+                "networkPolicy": {
+                    "enabled": True,
+                    "apiServer": {"cidrs": ["10.0.0.1/32"], "ports": [6443]},
+                    "dynatrace": {"cidrs": ["203.0.113.0/24"]},
+                    "metricsFrom": scraper,
+                }
+            }
+        ),
+        "NetworkPolicy",
+    )
+    assert narrowed["spec"]["egress"][2]["to"] == [{"ipBlock": {"cidr": "203.0.113.0/24"}}]
+    assert narrowed["spec"]["ingress"][1]["from"] == scraper
+
+    result = helm.run(
+        *helm.template_args({"networkPolicy": {"enabled": True}}, release="r", namespace="op"), check=False
+    )
+    assert result.returncode != 0 and "networkPolicy.apiServer.cidrs" in result.stderr
+
+
+def test_connection_and_escalation_flags_are_off_by_default(helm: Helm) -> None:
+    args = container(helm.template())["args"]
+    assert not [a for a in args if a.startswith(("--allow-", "--policy-"))]

@@ -193,3 +193,21 @@ def test_the_examples_are_accepted_by_the_api_server(cluster: Cluster, namespace
         if d
     }
     assert accepted == expected
+
+
+def test_the_optional_user_roles_match_the_charts_aggregated_roles(helm: Helm) -> None:
+    result = kubectl("kustomize", str(DEPLOY / "user-roles"))
+    assert result.returncode == 0, result.stderr
+    ours = {o["metadata"]["name"]: o for o in yaml.safe_load_all(result.stdout) if o}
+    chart = {
+        o["metadata"]["name"].removeprefix("r-"): o
+        for o in helm.template({"rbac": {"aggregateToDefaultRoles": True}}, release="r")
+        if o["kind"] == "ClusterRole" and o["metadata"]["name"].endswith(("-edit", "-view"))
+    }
+    assert set(ours) == set(chart) == {f"{NAMESPACE}-edit", f"{NAMESPACE}-view"}
+    for name, role in ours.items():
+        assert rule_set(role["rules"]) == rule_set(chart[name]["rules"]), name
+        aggregation = {k: v for k, v in role["metadata"]["labels"].items() if "aggregate-to" in k}
+        assert aggregation == {
+            k: v for k, v in chart[name]["metadata"]["labels"].items() if "aggregate-to" in k
+        }, name

@@ -20,12 +20,13 @@ import pytest
 from kubernetes.client import ApiException
 
 from tests.fixtures.cluster import wait_until
-from tests.fixtures.operator import CONNECTION, GROUP, PLURAL, VERSION, OperatorEnv, settle
+from tests.fixtures.operator import CONNECTION, CONNECTION_LABEL, GROUP, PLURAL, VERSION, OperatorEnv, settle
 
 pytestmark = pytest.mark.controlplane
 
 GOOD = {"name": "good", "scopes": ["metrics.read"], "enabled": True}
 NAME_RULE = "must not contain control characters"
+FORMAT_RULE = "must not contain invisible format characters"
 
 #: (case, spec, text the API server's message must contain)
 REJECTED_BY_THE_API_SERVER: list[tuple[str, dict[str, Any], str]] = [
@@ -36,6 +37,13 @@ REJECTED_BY_THE_API_SERVER: list[tuple[str, dict[str, Any], str]] = [
     ("name with a newline inside", {"name": "two\nlines", "scopes": ["metrics.read"]}, NAME_RULE),
     ("name with a tab inside", {"name": "a\tb", "scopes": ["metrics.read"]}, NAME_RULE),
     ("name with NUL and BEL", {"name": "a\u0000b\u0007", "scopes": ["metrics.read"]}, NAME_RULE),
+    # names that read differently from what they are (Trojan Source): Unicode Cf, line separators
+    ("name with a right-to-left override", {"name": "prod\u202egnits", "scopes": ["a"]}, FORMAT_RULE),
+    ("name with a bidi isolate", {"name": "a\u2066b\u2069", "scopes": ["a"]}, FORMAT_RULE),
+    ("name with a right-to-left mark", {"name": "a\u200fb", "scopes": ["a"]}, FORMAT_RULE),
+    ("name with a zero-width space", {"name": "ad\u200bmin", "scopes": ["a"]}, FORMAT_RULE),
+    ("name with a byte order mark", {"name": "\ufeffname", "scopes": ["a"]}, FORMAT_RULE),
+    ("name with a line separator", {"name": "a\u2028b", "scopes": ["a"]}, FORMAT_RULE),
     ("missing scopes", {"name": "n"}, "spec.scopes: Required value"),
     ("empty scopes", {"name": "n", "scopes": []}, "spec.scopes"),
     ("scopes as a string", {"name": "n", "scopes": "metrics.read"}, "spec.scopes"),
@@ -306,7 +314,10 @@ def _make_connections(env: OperatorEnv) -> str:
         "unrelated": {"password": "hunter2"},
     }
     for name, data in secrets.items():
-        env.core.create_namespaced_secret(env.namespace, {"metadata": {"name": name}, "stringData": data})
+        labels = {} if name == "unrelated" else {CONNECTION_LABEL: "true"}
+        env.core.create_namespaced_secret(
+            env.namespace, {"metadata": {"name": name, "labels": labels}, "stringData": data}
+        )
     return weak.token_id
 
 
@@ -365,7 +376,11 @@ def test_bad_objects_are_reported_on_the_object_and_disturb_nothing(operator_env
 def test_every_stalled_problem_posts_a_warning_event(operator_env: OperatorEnv) -> None:
     env = operator_env
     env.core.create_namespaced_secret(
-        env.namespace, {"metadata": {"name": "c-url-only"}, "stringData": {"apiUrl": env.emulator.base_url}}
+        env.namespace,
+        {
+            "metadata": {"name": "c-url-only", "labels": {CONNECTION_LABEL: "true"}},
+            "stringData": {"apiUrl": env.emulator.base_url},
+        },
     )
     env.start()
     wanted = ("admin-scope", "no-connection", "connection-without-token", "renewal-longer-than-lifetime")

@@ -82,7 +82,9 @@ def test_metrics_after_create_rotate_and_a_failure(operator_env: OperatorEnv):
         for (n, ls), v in samples.items()
         if n == "apitoken_operator_token_expiration_timestamp_seconds"
     ]
-    assert [dict(ls)["token_id"] for ls, _ in expiry] == [second["id"]]  # the old token's series is gone
+    # one series per object, following it across the rotation; no token id in any label
+    assert [dict(ls) for ls, _ in expiry] == [{"namespace": operator_env.namespace, "name": "m"}]
+    assert not any("dt0c01." in label for _, ls in samples for _, label in ls)
     from apitoken_operator.dynatrace.dates import parse_date
 
     assert expiry[0][1] == pytest.approx(parse_date(second["expirationDate"], now=None).timestamp())  # type: ignore[arg-type]

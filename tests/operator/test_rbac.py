@@ -61,7 +61,7 @@ EXPECTED_NAMESPACES = rules("", "namespaces", "list watch")
 EXPECTED_CLUSTER_PEERING = rules("kopf.dev", "clusterkopfpeerings", "list watch patch")
 EXPECTED_NAMESPACED_PEERING = rules("kopf.dev", "kopfpeerings", "list watch patch")
 
-SPEC = {"name": "rbac token", "scopes": ["metrics.read", "logs.read"], "enabled": True}
+SPEC = {"name": "rbac token", "scopes": ["metrics.read", "entities.read"], "enabled": True}
 #: the log lines of a permission problem: kopf's APIForbiddenError and its "Not enough permissions"
 #: fallbacks, our KubeError ("Kubernetes API 403: ..."), the API server's "... is forbidden: User ..."
 PERMISSION_PROBLEM = re.compile(r"forbidden|not enough permissions|\b403\b", re.IGNORECASE)
@@ -463,6 +463,7 @@ def test_cluster_wide_as_installed_with_the_deployments_own_arguments(
             values = {
                 "crds": {"enabled": False},
                 "defaultConnection": {"existingSecret": "dynatrace-connection"},
+                "connections": {"allowInsecureHttp": True},  # the emulator serves plain http
             }
             helm.install("dto", "apitoken-system", values)
             rbac = kubernetes.client.RbacAuthorizationV1Api(k8s)

@@ -99,6 +99,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if and .Values.metrics.serviceMonitor.enabled (not .Values.metrics.enabled) }}
 {{- fail "metrics.serviceMonitor.enabled needs metrics.enabled" }}
 {{- end }}
+{{- if and .Values.networkPolicy.enabled (empty .Values.networkPolicy.apiServer.cidrs) }}
+{{- fail "networkPolicy.enabled needs networkPolicy.apiServer.cidrs: the addresses of the API server's endpoints (kubectl get endpoints kubernetes -n default)" }}
+{{- end }}
 {{- end }}
 
 {{/*

@@ -1,8 +1,16 @@
 """Which Dynatrace environment an ApiToken uses, with which credentials, and whether it may.
 
 A connection is a Secret with `apiUrl` and `apiToken`: the operator-wide default, or one in the
-object's own namespace (`spec.connectionSecretRef`). Clients are shared per (URL, credential), so
-objects of one environment share one connection pool, one observer and one concurrency limit.
+object's own namespace (`spec.connectionSecretRef`). Clients are shared per (URL, credential, kind of
+connection), so objects of one environment share one connection pool, one observer and one concurrency
+limit. What a resolve says about the object (above all whether it came through the default connection,
+and so whether the default-connection policy applies) is decided by the path the object names, every
+time, and returned in a `Connection` view of its own: never by whichever object first made the shared
+client.
+
+Namespace connections are written by namespace users, so they are held to more (see `egress.py`):
+the Secret must opt in with the label `dynatrace.apitokens.io/connection: "true"`, the URL must not lead
+to an internal address, and error messages quote only Dynatrace's error envelope, never a raw body.
 """
 
 from __future__ import annotations
@@ -15,14 +23,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
+
+from apitoken_operator.controller import egress
 from apitoken_operator.controller.observer import Observer
-from apitoken_operator.dynatrace import errors
+from apitoken_operator.dynatrace import errors, urls
 from apitoken_operator.dynatrace.client import DynatraceClient
 from apitoken_operator.dynatrace.secrets import TokenSecret
 from apitoken_operator.kube.api import Kube
 from apitoken_operator.metrics import Metrics
 from apitoken_operator.reconcile.reasons import Reason
 from apitoken_operator.settings import OperatorSettings
+
+#: The label (value "true") by which a Secret in an ApiToken's namespace agrees to serve as a connection.
+CONNECTION_LABEL = "dynatrace.apitokens.io/connection"
 
 
 class ConnectionProblem(Exception):
@@ -35,11 +49,13 @@ class ConnectionProblem(Exception):
 
 
 @dataclass
-class Connection:
+class SharedClient:
+    """One client, observer and owner cache per (URL, credential, kind): shared by every object using it."""
+
+    #: The connection Secret (namespace/name) that first made it: for logs only, never for decisions.
     name: str
     client: DynatraceClient
     observer: Observer
-    is_default: bool
     _owner: str | None = None
     _owner_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -57,20 +73,48 @@ class Connection:
         return self.client._token
 
 
+@dataclass(frozen=True)
+class Connection:
+    """One resolve's answer: the shared client, and the facts of this object's own path to it."""
+
+    shared: SharedClient
+    #: The connection Secret this object named (or the default's), namespace/name.
+    name: str
+    #: True when the object names no connection Secret: the operator's policy applies.
+    is_default: bool
+
+    @property
+    def client(self) -> DynatraceClient:
+        return self.shared.client
+
+    @property
+    def observer(self) -> Observer:
+        return self.shared.observer
+
+    @property
+    def client_token(self) -> TokenSecret:
+        return self.shared.client_token
+
+    async def owner(self) -> str | None:
+        return await self.shared.owner()
+
+
 class Connections:
     def __init__(self, kube: Kube, settings: OperatorSettings, *, metrics: Metrics | None = None) -> None:
         self._kube = kube
         self._settings = settings
         self._metrics = metrics
-        self._by_credential: dict[str, Connection] = {}
-        #: connection Secret (namespace/name) -> the credential it held when last read
-        self._credential_of: dict[str, str] = {}
+        self._allowed_networks = egress.networks(settings.connections.allowed_cidrs)
+        self._by_credential: dict[str, SharedClient] = {}
+        #: (connection Secret namespace/name, is_default) -> the credential key it held when last read
+        self._credential_of: dict[tuple[str, bool], str] = {}
         #: given to every connection's observer: ids whose tokens changed between listings
         self.on_change: Callable[[set[str]], None] | None = None
         #: connection Secret reads in flight, shared by every reconcile that asks meanwhile
         self._reading: dict[tuple[str, str], asyncio.Future[dict[str, Any] | None]] = {}
 
     async def resolve(self, *, namespace: str, secret_name: str | None) -> Connection:
+        """The connection the object names; `is_default` follows from `secret_name`, nothing else."""
         if secret_name is not None:
             return await self._from_secret(namespace, secret_name, is_default=False)
         default = self._settings.default_connection
@@ -88,6 +132,15 @@ class Connections:
         body = await self._read(namespace, name)
         if body is None:
             raise ConnectionProblem(Reason.CONNECTION_MISSING, f"{label} does not exist")
+        if not is_default:
+            labels = (body.get("metadata") or {}).get("labels") or {}
+            if labels.get(CONNECTION_LABEL) != "true":
+                raise ConnectionProblem(
+                    Reason.CONNECTION_INVALID,
+                    f"{label} is not marked as a connection: a Secret serves as one only with the label "
+                    f"{CONNECTION_LABEL}=true (kubectl label secret {name} -n {namespace} "
+                    f"{CONNECTION_LABEL}=true), so that no other Secret with these keys is used by accident",
+                )
         data = body.get("data") or {}
         missing = [key for key in ("apiUrl", "apiToken") if not data.get(key)]
         if missing:
@@ -99,26 +152,63 @@ class Connections:
             token = TokenSecret(base64.b64decode(data["apiToken"]).decode())
         except (binascii.Error, UnicodeDecodeError) as error:
             raise ConnectionProblem(Reason.CONNECTION_INVALID, f"{label} holds undecodable data") from error
-        credential = hashlib.sha256(f"{url}\n{token.reveal()}".encode()).hexdigest()
-        connection = self._by_credential.get(credential)
-        if connection is None:
+        insecure = egress.scheme_problem(
+            url, allow_insecure_http=self._settings.connections.allow_insecure_http
+        )
+        if insecure:
+            raise ConnectionProblem(Reason.CONNECTION_NOT_ALLOWED, f"{label}: {insecure}")
+        kind = "default" if is_default else "namespace"
+        credential = hashlib.sha256(f"{kind}\n{url}\n{token.reveal()}".encode()).hexdigest()
+        shared = self._by_credential.get(credential)
+        if shared is None:
+            made = await self._new_client(label, url, token, is_default=is_default)
+            shared = self._by_credential.setdefault(credential, made)
+            if shared is not made:  # another reconcile made one meanwhile
+                await made.client.aclose()
+        await self._retire_replaced((f"{namespace}/{name}", is_default), credential)
+        return Connection(shared=shared, name=f"{namespace}/{name}", is_default=is_default)
+
+    async def _new_client(
+        self, label: str, url: str, token: TokenSecret, *, is_default: bool
+    ) -> SharedClient:
+        """A client for the URL; for a namespace connection only after its addresses passed the checks,
+        over a transport that checks them again at every connect, and quoting no raw error bodies."""
+        transport: httpx.AsyncBaseTransport | None = None
+        if not is_default:
             try:
-                client = DynatraceClient(
-                    url,
-                    token=token,
-                    settings=self._settings.dynatrace,
-                    on_call=self._metrics.on_call if self._metrics else None,
-                )
+                api_root = urls.api_root(url)
             except errors.ConfigurationError as error:
                 raise ConnectionProblem(Reason.CONNECTION_INVALID, f"{label}: {error}") from error
-            observer = Observer(client, max_age=self._settings.observation_max_age)
-            observer.on_change = self.on_change
-            connection = Connection(
-                name=f"{namespace}/{name}", client=client, observer=observer, is_default=is_default
+            refused = await egress.check_addresses(api_root, allowed=self._allowed_networks)
+            if refused:
+                raise ConnectionProblem(Reason.CONNECTION_NOT_ALLOWED, f"{label}: {refused}")
+            if not egress.through_proxy(api_root):
+                limits = self._settings.dynatrace.max_connections
+                transport = egress.GuardedTransport(
+                    allowed=self._allowed_networks,
+                    limits=httpx.Limits(max_connections=limits, max_keepalive_connections=limits),
+                )
+        try:
+            client = DynatraceClient(
+                url,
+                token=token,
+                settings=self._settings.dynatrace,
+                on_call=self._metrics.on_call if self._metrics else None,
+                transport=transport,
+                quote_unstructured_errors=is_default,
             )
-            self._by_credential[credential] = connection
-        await self._retire_replaced(f"{namespace}/{name}", credential)
-        return connection
+        except errors.ConfigurationError as error:
+            if transport is not None:
+                await transport.aclose()
+            raise ConnectionProblem(Reason.CONNECTION_INVALID, f"{label}: {error}") from error
+        observer = Observer(
+            client,
+            max_age=self._settings.observation_max_age,
+            last_used_interval=self._settings.last_used_interval,
+            page_size=self._settings.list_page_size,
+        )
+        observer.on_change = self.on_change
+        return SharedClient(name=label.split("Secret ", 1)[1], client=client, observer=observer)
 
     async def _read(self, namespace: str, name: str) -> dict[str, Any] | None:
         """One GET of a connection Secret for all the reconciles that need it at the same moment.
@@ -134,7 +224,7 @@ class Connections:
             reading.add_done_callback(lambda _: self._reading.pop(key, None))
         return await asyncio.shield(reading)
 
-    async def _retire_replaced(self, secret: str, credential: str) -> None:
+    async def _retire_replaced(self, secret: tuple[str, bool], credential: str) -> None:
         """A connection Secret now holds other credentials: close the old client once nothing names it."""
         previous = self._credential_of.get(secret)
         self._credential_of[secret] = credential
@@ -144,7 +234,7 @@ class Connections:
         if stale is not None:
             await stale.client.aclose()
 
-    def all(self) -> list[Connection]:
+    def all(self) -> list[SharedClient]:
         return list(self._by_credential.values())
 
     async def close(self) -> None:

@@ -226,6 +226,7 @@ class _Operator:
             NAMESPACE,
             "--default-connection",
             f"{NAMESPACE}/{CONNECTION_SECRET}",
+            "--allow-insecure-http",  # the local emulator serves plain http
         ]
         with log.open("ab") as sink:
             process = subprocess.Popen(

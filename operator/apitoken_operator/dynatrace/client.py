@@ -145,7 +145,10 @@ class DynatraceClient:
         wall_clock: Callable[[], float] = time.time,
         on_retry: Callable[[RetryEvent], object] | None = None,
         on_call: Callable[[CallEvent], object] | None = None,
+        quote_unstructured_errors: bool = True,
     ) -> None:
+        """`quote_unstructured_errors=False` keeps error messages to Dynatrace's error envelope and the
+        status code: for URLs chosen by someone who must not read arbitrary answers through our messages."""
         if not isinstance(token, TokenSecret):
             raise ConfigurationError("token must be a TokenSecret, so that it cannot be logged")
         self.api_root = urls.api_root(base_url)
@@ -157,6 +160,7 @@ class DynatraceClient:
         self._wall_clock = wall_clock
         self._on_retry = on_retry
         self._on_call = on_call
+        self._envelope_only = not quote_unstructured_errors
         self._in_flight = asyncio.Semaphore(self.settings.max_concurrent_calls)
         self._timeout = httpx.Timeout(
             connect=self.settings.connect_timeout,
@@ -349,7 +353,10 @@ class DynatraceClient:
                     self._in_flight.release()
             except httpx.RequestError as exc:
                 self._report(method, path, type(exc).__name__, started)
-                cause, error = exc, _transport_error(exc, operation=operation, scrub=scrub)
+                cause, error = (
+                    exc,
+                    _transport_error(exc, operation=operation, scrub=scrub, quiet=self._envelope_only),
+                )
                 retryable = isinstance(exc, _TRANSIENT) and (repeatable or not error.request_sent)
             else:
                 self._report(method, path, str(response.status_code), started)
@@ -362,6 +369,7 @@ class DynatraceClient:
                     operation=operation,
                     retry_after=hint,
                     scrub=scrub,
+                    envelope_only=self._envelope_only,
                 )
                 retryable = response.status_code in _RETRIED_STATUSES and (
                     repeatable or response.status_code == 429
@@ -460,10 +468,18 @@ class DynatraceClient:
         return error
 
 
+#: Transport errors whose text may quote what the server sent (h11 shows the first bytes of an answer that
+#: is not HTTP: a banner, a greeting), which a quiet client must not pass on.
+_QUOTING_ERRORS = (httpx.RemoteProtocolError, httpx.LocalProtocolError, httpx.DecodingError)
+
+
 def _transport_error(
-    exc: httpx.RequestError, *, operation: str, scrub: Callable[[str], str]
+    exc: httpx.RequestError, *, operation: str, scrub: Callable[[str], str], quiet: bool = False
 ) -> DynatraceTransportError:
-    detail = trim(scrub(str(exc))) or "no detail"
+    if quiet and isinstance(exc, _QUOTING_ERRORS):
+        detail = "the answer was not HTTP the client could read"
+    else:
+        detail = trim(scrub(str(exc))) or "no detail"
     return DynatraceTransportError(
         f"{operation} failed: {type(exc).__name__}: {detail}",
         operation=operation,

@@ -187,9 +187,15 @@ def error_from_response(
     operation: str,
     retry_after: float | None = None,
     scrub: Scrubber = mask_secrets,
+    envelope_only: bool = False,
 ) -> DynatraceApiError:
-    """The typed error for an error response; `scrub` removes secrets before anything is kept."""
-    message, violations = parse_error_body(body)
+    """The typed error for an error response; `scrub` removes secrets before anything is kept.
+
+    `envelope_only` keeps a message only from Dynatrace's documented error envelope and drops any other
+    body (HTML, plain text, other JSON): for URLs a namespace user chose, whose answers must not be
+    echoed into status and Events. The status code is always kept.
+    """
+    message, violations = parse_error_body(body, envelope_only=envelope_only)
     message = trim(scrub(message))
     violations = [
         violation.model_copy(update={"message": trim(scrub(violation.message))})
@@ -205,9 +211,10 @@ def error_from_response(
     return _BY_STATUS.get(status, UnexpectedResponse)(message, **kwargs)
 
 
-def parse_error_body(body: bytes) -> tuple[str, list[ConstraintViolation]]:
+def parse_error_body(body: bytes, *, envelope_only: bool = False) -> tuple[str, list[ConstraintViolation]]:
     """The message and violations of an error body: an envelope, a JSON array of envelopes, or any text.
 
+    With `envelope_only`, only `{"error": {...}}` envelopes count and anything else gives no message.
     The message is neither masked nor trimmed here: the caller does both, in that order, so that
     trimming can never cut a token in half and hide it from the mask.
     """
@@ -217,14 +224,15 @@ def parse_error_body(body: bytes) -> tuple[str, list[ConstraintViolation]]:
     try:
         document = json.loads(text)
     except ValueError:
-        return _text_of_markup(text), []
+        return ("", []) if envelope_only else (_text_of_markup(text), [])
     details = [
         detail
         for item in (document if isinstance(document, list) else [document])
-        if (detail := _detail(item))
+        if (not envelope_only or (isinstance(item, dict) and isinstance(item.get("error"), dict)))
+        and (detail := _detail(item))
     ]
     if not details:
-        return _collapse(text), []
+        return ("", []) if envelope_only else (_collapse(text), [])
     messages = [detail.message for detail in details if detail.message]
     violations = [violation for detail in details for violation in detail.constraint_violations or ()]
     return "; ".join(dict.fromkeys(messages)), violations

@@ -18,6 +18,7 @@ class Reason(StrEnum):
     SECRET_RESTORED = "SecretRestored"
     SECRET_MOVED = "SecretMoved"
     LOST_CREATE_CLEANED = "LostCreateCleanedUp"
+    LOST_CREATE_UNPROVABLE = "LostCreateUnprovable"
     RECOVERED = "Recovered"
     READY = "Ready"
     CREATING = "Creating"
@@ -28,10 +29,13 @@ class Reason(StrEnum):
     POLICY_DENIED = "PolicyDenied"
     CONNECTION_MISSING = "ConnectionMissing"
     CONNECTION_INVALID = "ConnectionInvalid"
+    #: the connection's URL is refused: plain http, or an internal address from a namespace Secret
+    CONNECTION_NOT_ALLOWED = "ConnectionNotAllowed"
     UNAUTHORIZED = "Unauthorized"
     FORBIDDEN = "Forbidden"
     SECRET_NAME_TAKEN = "SecretNameTaken"
     ADOPTED_TOKEN_NOT_FOUND = "AdoptedTokenNotFound"
+    ADOPTION_REFUSED = "AdoptionRefused"
     EXPIRED = "Expired"
     # problems that may pass by themselves (Reconciling, retried)
     THROTTLED = "Throttled"
