@@ -20,11 +20,13 @@ from typing import Any, cast
 
 import kopf
 
-from apitoken_operator.controller.connections import Connections
+from apitoken_operator.controller.budgets import Budgets
+from apitoken_operator.controller.connections import Connections, SharedClient
 from apitoken_operator.controller.peers import PeerDirectory
 from apitoken_operator.controller.reconciler import TRANSIENT_RETRY, Reconciler, Result
 from apitoken_operator.controller.scheduler import Scheduler
 from apitoken_operator.controller.standby import Standby
+from apitoken_operator.dynatrace import errors
 from apitoken_operator.dynatrace.secrets import install_log_masking
 from apitoken_operator.kube import api
 from apitoken_operator.kube.events import EventPoster
@@ -50,8 +52,9 @@ MAX_RECONCILES = 64
 EVENT = "event"
 logger = logging.getLogger(__name__)
 
-#: token id -> (uid, namespace, name) of the ApiTokens recording it
-TokenIndex = kopf.Index[str, tuple[str, str, str]]
+#: token id -> (uid, namespace, name, role) of the ApiTokens holding it; role "id" (the object's token)
+#: or "retiring" (rotated out, in its grace period)
+TokenIndex = kopf.Index[str, tuple[str, str, str, str]]
 
 
 @dataclass
@@ -71,6 +74,7 @@ class Runtime:
     reconciler: Reconciler | None = None
     connections: Connections | None = None
     scheduler: Scheduler | None = None
+    budgets: Budgets | None = None
     api_client: Any = None
     events: EventPoster | None = None
     #: follows kopf's peering pause, for the work kopf does not pause (the scheduler, drift checks)
@@ -125,8 +129,13 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:  # noqa: PLR0915 
         runtime.events = EventPoster(kube)
         runtime.connections = Connections(kube, runtime.settings, metrics=runtime.metrics)
         runtime.connections.on_change = lambda ids: _drifted(runtime, ids)
+        runtime.budgets = Budgets(
+            per_budget=runtime.settings.connection_reconciles,
+            wake=lambda key: _retry(runtime, key, 0.0),
+        )
         runtime.reconciler = Reconciler(
             kube=kube,
+            budgets=runtime.budgets,
             connections=runtime.connections,
             settings=runtime.settings,
             events=runtime.events.post,
@@ -138,9 +147,7 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:  # noqa: PLR0915 
                 else None
             ),
         )
-        runtime.metrics.count_managed(
-            lambda: len(runtime.token_index) if runtime.token_index is not None else 0
-        )
+        runtime.metrics.count_managed(lambda: _managed(runtime.token_index))
         if runtime.metrics_port is not None:
             runtime.metrics.serve(runtime.metrics_port)
         runtime.standby.install()
@@ -167,11 +174,13 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:  # noqa: PLR0915 
     @kopf.index(*RESOURCE, id="token_ids", registry=registry)
     async def token_ids(  # async: kopf runs a plain function in a thread, for every event
         status: kopf.Status, uid: str | None, namespace: str | None, name: str | None, **_: Any
-    ) -> dict[str, tuple[str, str, str]] | None:
-        token_id = status.get("id")
-        if not token_id:
-            return None
-        return {token_id: (uid or "", namespace or "", name or "")}
+    ) -> dict[str, tuple[str, str, str, str]] | None:
+        """Every token an object holds: its own and those retiring after a rotation (none is another's)."""
+        owner = (uid or "", namespace or "", name or "")
+        held = {item.get("id"): (*owner, "retiring") for item in status.get("retiringTokens") or ()}
+        if status.get("id"):
+            held[status["id"]] = (*owner, "id")
+        return {token_id: holder for token_id, holder in held.items() if token_id} or None
 
     @kopf.on.event(*RESOURCE, id="reconcile", registry=registry)
     async def apitoken_event(event: kopf.RawEvent, body: kopf.Body, **kwargs: Any) -> None:
@@ -328,20 +337,39 @@ def _drifted(runtime: Runtime, token_ids: set[str]) -> None:
     if runtime.token_index is None or runtime.scheduler is None:
         return
     for token_id in token_ids:
-        for _, namespace, name in runtime.token_index.get(token_id, ()):
+        for _, namespace, name, _role in runtime.token_index.get(token_id, ()):
             runtime.scheduler.schedule((namespace, name))
 
 
 async def _check_for_drift(runtime: Runtime) -> None:
-    """Every drift interval, one listing per connection; `_drifted` hears about what changed."""
+    """Every drift interval, one listing per connection; `_drifted` hears about what changed.
+
+    The connections are listed side by side, each within the interval: one that hangs or answers
+    slowly delays nobody else's check.
+    """
     while True:
         await asyncio.sleep(runtime.settings.drift_interval)
         await runtime.standby.wait_active()
-        for connection in runtime.connections.all() if runtime.connections else ():
-            try:
-                await connection.observer.refresh()
-            except Exception as error:  # the next interval tries again; objects show their own errors
-                logger.warning("drift check of connection %s failed: %s", connection.name, error)
+        connections = runtime.connections.all() if runtime.connections else []
+        await asyncio.gather(*(_drift_check(runtime, c) for c in connections))
+
+
+async def _drift_check(runtime: Runtime, connection: SharedClient) -> None:
+    deadline = max(runtime.settings.drift_interval, 1.0)
+    try:
+        async with asyncio.timeout(deadline):
+            await connection.observer.refresh()
+    except (errors.Unauthorized, errors.Forbidden) as error:
+        # The credential stopped working (revoked, expired, personal access tokens turned off): every
+        # object on it is told now, by its own reconcile, rather than at its next change.
+        logger.warning("drift check of connection %s refused: %s", connection.name, error)
+        _drifted(runtime, connection.observer.known_ids())
+    except TimeoutError:
+        logger.warning(
+            "drift check of connection %s took longer than %.0f s; skipped", connection.name, deadline
+        )
+    except Exception as error:  # the next interval tries again; objects show their own errors
+        logger.warning("drift check of connection %s failed: %s", connection.name, error)
 
 
 def _capture_index(runtime: Runtime, kwargs: dict[str, Any]) -> TokenIndex:
@@ -363,6 +391,13 @@ def _reconciler(runtime: Runtime) -> Reconciler:
 
 def _copy(body: kopf.Body) -> dict[str, Any]:
     return copy.deepcopy(dict(body))
+
+
+def _managed(index: TokenIndex | None) -> int:
+    """Tokens in use by an object (those retiring after a rotation are not counted)."""
+    if index is None:
+        return 0
+    return sum(1 for holders in index.values() if any(holder[3] == "id" for holder in holders))
 
 
 def _others(index: TokenIndex) -> Any:

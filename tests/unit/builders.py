@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from apitoken_operator.dynatrace.dates import format_date
 from apitoken_operator.dynatrace.models import ApiToken
+from apitoken_operator.reconcile import creation
 from apitoken_operator.reconcile.model import Desired, Input, PendingCreate, Recorded, SecretFacts
 from apitoken_operator.reconcile.secret_layout import secret_annotations, secret_labels
 
@@ -108,10 +109,15 @@ def converged(want: Desired | None = None, *, token_id: str | None = None, **cha
     return replace(base, **changes)
 
 
+#: a create attempt's id (a uuid4's hex digits, as the operator makes them)
+ATTEMPT = "a1" * 16
+
+
 def pending(*, replaces: str | None = None, name: str = "web ingest") -> PendingCreate:
+    """An intent as the operator records it: the name sent is marked with the attempt."""
     return PendingCreate(
-        attempt="a1",
-        name=name,
+        attempt=ATTEMPT,
+        name=creation.marked_name(name, ATTEMPT),
         started_at=NOW - timedelta(minutes=1),
         owner="ci@example.com",
         replaces=replaces,
@@ -294,8 +300,8 @@ def random_inputs(draw: st.DrawFn) -> Input:
 @st.composite
 def pendings(draw: st.DrawFn, want: Desired, recorded_id: str | None) -> PendingCreate:
     return PendingCreate(
-        attempt="a1",
-        name=want.name,
+        attempt=ATTEMPT,
+        name=creation.marked_name(want.name, ATTEMPT),
         started_at=NOW - timedelta(minutes=draw(st.integers(0, 60))),
         owner=draw(st.sampled_from([None, "ci@example.com"])),
         replaces=draw(st.sampled_from([None, recorded_id])),
@@ -318,6 +324,7 @@ KNOCKS = (
     "renewal",
     "deleting",
     "release",
+    "credential",
 )
 
 
@@ -375,6 +382,11 @@ def near_converged_inputs(draw: st.DrawFn) -> Input:
         changes["lost_create_candidates"] = tuple(token_for(want, i) for i in chosen)
         if draw(st.booleans()):
             secret = owned_secret(want, draw(st.sampled_from(ids)))
+    if "credential" in knocks:  # a token of the object's is (or the adopted one would be) a credential
+        changes["credential_token_ids"] = frozenset({draw(st.sampled_from(ids))})
+        changes["adopt_claimed"] = draw(st.booleans())
+    if "pending" in knocks or "status" in knocks:  # a lookup may have proven the Secret's value
+        changes["secret_proven"] = draw(st.booleans())
     if "rotation" in knocks:  # rotations: requested, done, or tokens still retiring
         recorded = replace(
             recorded, last_rotation_request="1", retiring=draw(retiring_lists(ids, recorded.token_id))

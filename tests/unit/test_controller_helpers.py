@@ -8,7 +8,7 @@ from typing import Any, cast
 import pytest
 
 from apitoken_operator.controller.connections import Connections
-from apitoken_operator.controller.gather import CLOCK_SKEW, _may_be_lost_create
+from apitoken_operator.controller.gather import made_by
 from apitoken_operator.controller.reconciler import Reconciler, _as_observed
 from apitoken_operator.controller.reconciler import _inputs as reconciler_inputs
 from apitoken_operator.dynatrace.dates import format_date
@@ -16,20 +16,25 @@ from apitoken_operator.dynatrace.models import ApiToken, ApiTokenCreate, ApiToke
 from apitoken_operator.dynatrace.secrets import TokenSecret
 from apitoken_operator.kube.api import Kube
 from apitoken_operator.reconcile import actions as a
+from apitoken_operator.reconcile import creation
 from apitoken_operator.reconcile.model import PendingCreate
 from apitoken_operator.reconcile.reasons import Reason
 from apitoken_operator.settings import OperatorSettings
 from tests.unit.builders import NOW, full_token, tid
 
 STARTED = NOW - timedelta(minutes=10)
-PENDING = PendingCreate(attempt="a1", name="web ingest", started_at=STARTED, owner="ci@example.com")
+ATTEMPT = "0123456789abcdef0123456789abcdef"
+MARKED = creation.marked_name("web ingest", ATTEMPT)
+PENDING = PendingCreate(attempt=ATTEMPT, name=MARKED, started_at=STARTED, owner="ci@example.com")
+#: recorded by an earlier version, which sent the declared name
+LEGACY = PendingCreate(attempt="a1", name="web ingest", started_at=STARTED, owner="ci@example.com")
 MINE, OTHERS = tid(1), tid(2)
 
 
 def candidate(**changes: object) -> ApiToken:
     fields: dict[str, object] = {
         "id": tid(9),
-        "name": "web ingest",
+        "name": MARKED,
         "owner": "ci@example.com",
         "creation_date": format_date(STARTED + timedelta(seconds=1)),
     }
@@ -38,49 +43,44 @@ def candidate(**changes: object) -> ApiToken:
 
 
 CASES: list[tuple[str, ApiToken, PendingCreate, bool]] = [
-    ("same name and owner, made after the attempt started", candidate(), PENDING, True),
+    ("the marked name the intent recorded", candidate(), PENDING, True),
     ("no id", candidate(id=None), PENDING, False),
     ("the token the object keeps", candidate(id=MINE), PENDING, False),
     ("a token another ApiToken records", candidate(id=OTHERS), PENDING, False),
-    ("another name", candidate(name="web ingest 2"), PENDING, False),
-    ("another owner", candidate(owner="someone@example.com"), PENDING, False),
-    ("owner unknown on the token", candidate(owner=None), PENDING, False),
     (
-        "owner not recorded: any owner",
-        candidate(owner="someone@example.com"),
-        PendingCreate("a", "web ingest", STARTED),
-        True,
-    ),
-    ("no creation date: cannot rule it out", candidate(creation_date=None), PENDING, True),
-    ("unreadable creation date: cannot rule it out", candidate(creation_date="yesterday"), PENDING, True),
-    (
-        "made within the clock skew before the attempt",
-        candidate(creation_date=format_date(STARTED - CLOCK_SKEW)),
-        PENDING,
-        True,
-    ),
-    (
-        "made before the attempt (beyond the clock skew)",
-        candidate(creation_date=format_date(STARTED - CLOCK_SKEW - timedelta(milliseconds=1))),
+        "the declared name, same owner, made just after the attempt: somebody else's (another cluster)",
+        candidate(name="web ingest"),
         PENDING,
         False,
     ),
     (
-        "creation date in another zone notation",
-        candidate(creation_date=(STARTED + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%S+02:00")),
+        "another attempt's marked name",
+        candidate(name=creation.marked_name("web ingest", "f" * 32)),
         PENDING,
-        True,
+        False,
     ),
+    ("an unmarked intent proves nothing: even its exact name", candidate(name="web ingest"), LEGACY, False),
+    ("whatever the dates say", candidate(creation_date=None), PENDING, True),
 ]
 
 
 @pytest.mark.parametrize(("token", "pending", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_may_be_lost_create(token: ApiToken, pending: PendingCreate, expected: bool) -> None:
-    assert _may_be_lost_create(token, pending, excluded={OTHERS}, keep=MINE, now=NOW) is expected
+def test_made_by(token: ApiToken, pending: PendingCreate, expected: bool) -> None:
+    assert made_by(token, pending, excluded={OTHERS}, keep=MINE) is expected
 
 
 def test_nothing_kept_and_nothing_excluded() -> None:
-    assert _may_be_lost_create(candidate(id=MINE), PENDING, excluded=(), keep=None, now=NOW)
+    assert made_by(candidate(id=MINE), PENDING, excluded=(), keep=None)
+
+
+def test_marked_names() -> None:
+    assert creation.attempt_of(MARKED) == ATTEMPT
+    assert PENDING.marked and not LEGACY.marked
+    assert not creation.is_marked("web ingest [creating 123]")
+    long = creation.marked_name("x" * 255, ATTEMPT)
+    assert len(long) <= 255 and creation.attempt_of(long) == ATTEMPT
+    with pytest.raises(ValueError, match="hex"):
+        creation.marked_name("web", "not-an-attempt")
 
 
 def create_action(*, pat: bool | None, expiry: str | None = "now+30d") -> a.CreateToken:
@@ -99,7 +99,7 @@ def test_as_observed_is_what_dynatrace_now_holds(pat: bool | None) -> None:
     created = ApiTokenCreated(
         id=MINE, token=TokenSecret(full_token(MINE)), expiration_date="2030-07-01T12:00:00.000Z"
     )
-    observed = _as_observed(created, action, owner="ci@example.com")
+    observed = _as_observed(created, action.request, owner="ci@example.com")
     assert observed.id == MINE
     assert observed.name == "web ingest"
     assert observed.enabled is True  # a new token is always enabled
@@ -114,7 +114,7 @@ def test_as_observed_is_what_dynatrace_now_holds(pat: bool | None) -> None:
 
 def test_as_observed_without_expiry() -> None:
     created = ApiTokenCreated(id=MINE, token=TokenSecret(full_token(MINE)))
-    observed = _as_observed(created, create_action(pat=None, expiry=None), owner=None)
+    observed = _as_observed(created, create_action(pat=None, expiry=None).request, owner=None)
     assert observed.expiration_date is None
     assert observed.owner is None
 

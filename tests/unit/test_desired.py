@@ -86,6 +86,10 @@ def test_the_desired_value_is_detached_from_the_spec() -> None:
         ({"name": "   ", "scopes": ["a"]}, "spec.name must be a non-empty string"),
         ({"name": 7, "scopes": ["a"]}, "spec.name must be a non-empty string"),
         (
+            {"name": "web [creating " + "0" * 32 + "]", "scopes": ["a"]},
+            "spec.name must not end with '",
+        ),
+        (
             {**MINIMAL, "deletionPolicy": "Retain"},
             "spec.deletionPolicy must be Delete or Orphan, not 'Retain'",
         ),

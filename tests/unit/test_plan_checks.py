@@ -23,7 +23,17 @@ from apitoken_operator.reconcile.secret_layout import (
     OWNER_ANNOTATION,
     TOKEN_ID_ANNOTATION,
 )
-from tests.unit.builders import NOW, OLD_SECRET, converged, desired, owned_secret, pending, tid, token_for
+from tests.unit.builders import (
+    ATTEMPT,
+    NOW,
+    OLD_SECRET,
+    converged,
+    desired,
+    owned_secret,
+    pending,
+    tid,
+    token_for,
+)
 
 OLD, NEW, OTHER = tid(1), tid(2), tid(3)
 WANT = desired()
@@ -125,11 +135,56 @@ SCENARIOS = [
         {"token_ids": (NEW, OTHER)},
     ),
     Scenario(
-        "pending create is not completed when the annotation and the value disagree",
+        "pending create is completed with the token the Secret's value holds, whatever its annotation says",
         with_secret(NEW_IN_SECRET, value_token_id=OTHER),
         "settle_pending_create",
+        a.CompletePendingCreate,
+        {"token_id": OTHER, "extra_token_ids": (NEW,)},
+    ),
+    Scenario(
+        "a same-named token somebody else made is never a leftover: only marked candidates are deleted",
+        replace(PENDING, secret=owned_secret(WANT, OLD), lost_create_candidates=()),
+        "settle_pending_create",
         a.AbandonPendingCreate,
-        {"token_ids": (NEW, OTHER)},
+        {"token_ids": ()},
+    ),
+    Scenario(
+        "pending create whose token was already named as declared: completed from the proven Secret",
+        replace(PENDING, secret=owned_secret(WANT, NEW), secret_proven=True),
+        "settle_pending_create",
+        a.CompletePendingCreate,
+        {"token_id": NEW, "replaces": OLD, "extra_token_ids": ()},
+    ),
+    Scenario(
+        "pending create whose Secret holds an unproven token that is no candidate: nothing taken from it",
+        replace(PENDING, secret=owned_secret(WANT, NEW)),
+        "settle_pending_create",
+        a.AbandonPendingCreate,
+        {"token_ids": ()},
+    ),
+    Scenario(
+        "an intent of an earlier version (unmarked name): nothing deleted, people told",
+        with_recorded(PENDING, pending=replace(pending(replaces=OLD), name=WANT.name)),
+        "settle_pending_create",
+        a.AbandonPendingCreate,
+        {"token_ids": (), "unprovable_name": WANT.name},
+    ),
+    Scenario(
+        "pending create while deleting, its renamed token proven in the Secret: deleted with the object",
+        replace(PENDING, secret=owned_secret(WANT, NEW), secret_proven=True, deleting=True),
+        "settle_pending_create",
+        a.AbandonPendingCreate,
+        {"token_ids": (NEW,)},
+    ),
+    Scenario(
+        "... but left with the object under deletionPolicy Orphan",
+        with_desired(
+            replace(PENDING, secret=owned_secret(WANT, NEW), secret_proven=True, deleting=True),
+            deletion_policy="Orphan",
+        ),
+        "settle_pending_create",
+        a.AbandonPendingCreate,
+        {"token_ids": ()},
     ),
     Scenario(
         "pending create is not completed from a Secret holding no candidate",
@@ -164,14 +219,14 @@ SCENARIOS = [
         replace(NEW_IN_SECRET, foreign_create_window=WINDOW),
         "settle_pending_create",
         a.AwaitPendingCreate,
-        {"attempt": "a1", "until": NOW - timedelta(minutes=1) + WINDOW},
+        {"attempt": ATTEMPT, "until": NOW - timedelta(minutes=1) + WINDOW},
     ),
     Scenario(
         "another replica's create is waited for while deleting too: its token would be left behind",
         replace(PENDING, deleting=True, foreign_create_window=WINDOW),
         "settle_pending_create",
         a.AwaitPendingCreate,
-        {"attempt": "a1"},
+        {"attempt": ATTEMPT},
     ),
     Scenario(
         "another replica's create older than the window is over: settled like a lost one",
@@ -236,7 +291,7 @@ SCENARIOS = [
     ),
     Scenario(
         "status lost but the owned Secret names and holds the token: recover its id",
-        replace(BASE, recorded=Recorded(), token=None),
+        replace(BASE, recorded=Recorded(), token=None, secret_proven=True),
         "token_is_known",
         a.RecoverIdFromSecret,
         {"token_id": OLD},
@@ -244,7 +299,11 @@ SCENARIOS = [
     Scenario(
         "status lost and the Secret annotation disagrees with its value: the value wins",
         replace(
-            BASE, recorded=Recorded(), token=None, secret=owned_secret(WANT, OLD, annotated_token_id=NEW)
+            BASE,
+            recorded=Recorded(),
+            token=None,
+            secret=owned_secret(WANT, OLD, annotated_token_id=NEW),
+            secret_proven=True,
         ),
         "token_is_known",
         a.RecoverIdFromSecret,
@@ -253,11 +312,22 @@ SCENARIOS = [
     Scenario(
         "status lost and the Secret has no annotation: the value still names the token",
         replace(
-            BASE, recorded=Recorded(), token=None, secret=owned_secret(WANT, OLD, annotated_token_id=None)
+            BASE,
+            recorded=Recorded(),
+            token=None,
+            secret=owned_secret(WANT, OLD, annotated_token_id=None),
+            secret_proven=True,
         ),
         "token_is_known",
         a.RecoverIdFromSecret,
         {"token_id": OLD},
+    ),
+    Scenario(
+        "status lost and the Secret names a token its value is not the secret of: no id taken from it",
+        replace(BASE, recorded=Recorded(), token=None),
+        "token_is_known",
+        a.CreateToken,
+        {"reason": Reason.CREATED},
     ),
     # --- token_exists --------------------------------------------------------------------------------
     Scenario(
@@ -509,6 +579,53 @@ SCENARIOS = [
         "token_is_known",
         a.Stall,
         {"reason": Reason.ADOPTED_TOKEN_NOT_FOUND},
+    ),
+    Scenario(
+        "spec.adoptTokenId naming the connection's own token is refused",
+        replace(
+            with_desired(BASE, adopt_token_id=OLD),
+            recorded=Recorded(),
+            secret=NO_SECRET,
+            credential_token_ids=frozenset({OLD}),
+        ),
+        "token_is_known",
+        a.Stall,
+        {"reason": Reason.ADOPTION_REFUSED},
+    ),
+    Scenario(
+        "spec.adoptTokenId naming a token another ApiToken records is refused",
+        replace(
+            with_desired(BASE, adopt_token_id=OLD), recorded=Recorded(), secret=NO_SECRET, adopt_claimed=True
+        ),
+        "token_is_known",
+        a.Stall,
+        {"reason": Reason.ADOPTION_REFUSED},
+    ),
+    Scenario(
+        "adoption the operator's policy forbids (the default connection) is refused with the policy's words",
+        replace(
+            with_desired(BASE, adopt_token_id=OLD),
+            recorded=Recorded(),
+            secret=NO_SECRET,
+            adoption_refused="not through the default connection",
+        ),
+        "token_is_known",
+        a.Stall,
+        {"reason": Reason.ADOPTION_REFUSED, "message": "not through the default connection"},
+    ),
+    Scenario(
+        "a recorded token that is the connection's credential is never touched (adopted before the check)",
+        replace(with_token(BASE, name="renamed"), credential_token_ids=frozenset({OLD})),
+        "credential_untouched",
+        a.Stall,
+        {"reason": Reason.ADOPTION_REFUSED},
+    ),
+    Scenario(
+        "... and deleting such an object releases it, the credential left as it is",
+        replace(BASE, credential_token_ids=frozenset({OLD}), deleting=True),
+        "credential_untouched",
+        a.ReleaseFinalizer,
+        {"reason": Reason.ADOPTION_REFUSED},
     ),
     Scenario(
         "spec.adoptTokenId is ignored once a token is recorded",

@@ -14,10 +14,12 @@ from apitoken_operator.dynatrace.dates import DateFormatError, parse_date
 from apitoken_operator.dynatrace.models import ApiToken, ApiTokenCreated, ApiTokenUpdate
 from apitoken_operator.dynatrace.secrets import TokenSecret
 from apitoken_operator.reconcile import actions as a
+from apitoken_operator.reconcile import creation
 from apitoken_operator.reconcile.model import Desired, Input, Recorded, SecretFacts
 from apitoken_operator.reconcile.plan import CHECKS, DELETION_CHECKS, Plan, plan
 from apitoken_operator.reconcile.reasons import Reason
 from tests.unit.builders import (
+    ATTEMPT,
     NOW,
     REFERENCE,
     converged,
@@ -64,19 +66,26 @@ def no_create_while_the_secret_name_is_taken(state: Input, result: Plan) -> None
         assert result.action.reason is Reason.SECRET_NAME_TAKEN
 
 
+def _proven_held(state: Input) -> str | None:
+    """The token the object's Secret holds, where that is proof of ownership (recorded, or looked up)."""
+    held = state.secret.value_token_id if state.secret.exists and state.secret.owned else None
+    return held if held is not None and (held == state.recorded.token_id or state.secret_proven) else None
+
+
 def settling_never_touches_the_recorded_token(state: Input, result: Plan) -> None:
     action = result.action
     candidate_ids = {t.id for t in state.lost_create_candidates}
+    proven = _proven_held(state)
     if isinstance(action, a.AbandonPendingCreate):
         assert state.recorded.token_id not in action.token_ids
-        assert set(action.token_ids) <= candidate_ids
+        assert set(action.token_ids) <= candidate_ids | ({proven} if state.deleting and proven else set())
         assert len(set(action.token_ids)) == len(action.token_ids)
     if isinstance(action, a.CompletePendingCreate):
         assert not state.deleting
-        assert action.token_id in candidate_ids
+        assert action.token_id in candidate_ids or action.token_id == proven
         assert action.token_id != state.recorded.token_id
         assert state.secret.exists and state.secret.owned
-        assert state.secret.value_token_id == action.token_id == state.secret.annotated_token_id
+        assert state.secret.value_token_id == action.token_id
         assert state.recorded.token_id not in action.extra_token_ids
         assert action.token_id not in action.extra_token_ids
         assert state.recorded.pending is not None
@@ -116,8 +125,8 @@ def deleting_never_creates_or_updates(state: Input, result: Plan) -> None:
         assert not isinstance(action, a.ReleaseFinalizer | a.DeleteToken)
     if isinstance(action, a.DeleteToken):
         assert state.desired.deletion_policy == "Delete"
-        held = state.secret.value_token_id if state.secret.exists and state.secret.owned else None
-        assert action.token_id in (state.recorded.token_id, held)  # its own token, even if status was lost
+        # its own token, even if the status was lost: then only one the Secret provably holds
+        assert action.token_id in (state.recorded.token_id, _proven_held(state))
         assert state.token is not None
 
 
@@ -151,8 +160,25 @@ def adoption_takes_only_the_named_token(state: Input, result: Plan) -> None:
         assert state.token is not None and state.token.id == action.token_id
     if state.desired.adopt_token_id and state.recorded.token_id is None:
         assert not isinstance(action, a.CreateToken)
-    if isinstance(action, a.RecoverIdFromSecret):  # only the token the owned Secret really holds
+    if isinstance(action, a.RecoverIdFromSecret):  # only the token the owned Secret provably holds
         assert state.secret.owned and action.token_id == state.secret.value_token_id
+        assert state.secret_proven
+    if isinstance(action, a.AdoptToken):  # never a credential, another object's token, or against policy
+        assert action.token_id not in state.credential_token_ids
+        assert not state.adopt_claimed and state.adoption_refused is None
+
+
+def a_credential_is_never_touched(state: Input, result: Plan) -> None:
+    """The tokens the connections authenticate with are never updated, replaced, retired or deleted."""
+    action = result.action
+    touched: set[str] = set()
+    if isinstance(action, a.UpdateToken | a.FinishCreate | a.DeleteToken | a.DeleteRetiredToken):
+        touched.add(action.token_id)
+    if isinstance(action, a.AbandonPendingCreate):
+        touched.update(action.token_ids)
+    if isinstance(action, a.CreateToken) and action.replaces:
+        touched.add(action.replaces)
+    assert not touched & state.credential_token_ids
 
 
 def stalls_have_a_user_facing_reason(state: Input, result: Plan) -> None:
@@ -161,6 +187,7 @@ def stalls_have_a_user_facing_reason(state: Input, result: Plan) -> None:
         assert result.action.reason in {
             Reason.SECRET_NAME_TAKEN,
             Reason.ADOPTED_TOKEN_NOT_FOUND,
+            Reason.ADOPTION_REFUSED,
             Reason.EXPIRED,
         }
         assert result.action.message
@@ -222,6 +249,7 @@ INVARIANTS: tuple[Callable[[Input, Plan], None], ...] = (
     only_the_recorded_token_is_ever_replaced,
     secrets_are_moved_and_deleted_only_when_owned,
     an_update_carries_the_full_declaration,
+    a_credential_is_never_touched,
     only_retired_tokens_are_retired,
     adoption_takes_only_the_named_token,
     stalls_have_a_user_facing_reason,
@@ -261,10 +289,10 @@ def test_a_converged_input_is_in_sync(want: Desired, token_id: str) -> None:
 
 @PROPERTIES
 @given(desireds(), token_ids, secret_parts, st.sampled_from([None, "ci@example.com"]))
-def test_after_a_create_the_plan_converges_in_at_most_one_update(
+def test_after_a_create_the_plan_converges_in_one_update(
     want: Desired, token_id: str, secret: str, owner: str | None
 ) -> None:
-    """Carry out the planned create (as the reconciler records it) and re-plan: the object converges."""
+    """Carry out the planned create (as the reconciler records it) and re-plan: one update, then in sync."""
     first = Input(desired=want, recorded=Recorded(), secret=SecretFacts(name=want.secret_name), now=NOW)
     action = decide(first).action
     assert isinstance(action, a.CreateToken)
@@ -273,7 +301,8 @@ def test_after_a_create_the_plan_converges_in_at_most_one_update(
         assume(_after_now(want.expiration_date))  # Dynatrace refuses a create dated in the past (400)
         expiry = want.expiration_date  # an absolute date comes back as asked (garbage is judged as asked)
     created = ApiTokenCreated(id=token_id, token=TokenSecret(f"{token_id}.{secret}"), expiration_date=expiry)
-    observed = _as_observed(created, action, owner=owner)
+    request = action.request.model_copy(update={"name": creation.marked_name(want.name, ATTEMPT)})
+    observed = _as_observed(created, request, owner=owner)
     state = Input(
         desired=want,
         recorded=Recorded(
@@ -285,11 +314,9 @@ def test_after_a_create_the_plan_converges_in_at_most_one_update(
         reference=REFERENCE,
     )
     step = decide(state).action
-    if want.enabled:
-        assert isinstance(step, a.InSync)
-        return
-    assert isinstance(step, a.UpdateToken)
-    assert step.changed == ("enabled",)
+    # one update gives the token its declared name and enabled state, whatever they are
+    assert isinstance(step, a.FinishCreate)
+    assert (step.update.name, step.update.enabled) == (want.name, want.enabled)
     updated: ApiToken = observed.model_copy(
         update={"name": step.update.name, "enabled": step.update.enabled, "scopes": step.update.scopes}
     )

@@ -122,3 +122,39 @@ def test_token_fields_clear_what_is_unknown() -> None:
     }
     assert set(cleared.values()) == {None}
     assert token_fields(ApiToken(id="x"))["expirationDate"] is None
+
+
+USED = ApiToken(
+    id="dt0c01." + "A" * 24,
+    owner="ci@example.com",
+    last_used_date="2030-06-01T12:30:00.000Z",
+    last_used_ip_address="10.0.0.2",
+)
+REPORTED = {"id": USED.id, "lastUsedDate": "2030-06-01T12:00:00.000Z", "lastUsedIpAddress": "10.0.0.1"}
+
+
+@pytest.mark.parametrize(
+    ("reported", "interval", "written"),
+    [
+        (REPORTED, 3600.0, False),  # used again 30 min later: not yet
+        (REPORTED, 1800.0, True),  # exactly one interval later: due
+        ({**REPORTED, "lastUsedDate": None}, 3600.0, True),  # a first use is shown at once
+        ({**REPORTED, "id": "dt0c01." + "B" * 24}, 3600.0, True),  # another token: its own use
+        ({**REPORTED, "lastUsedDate": "garbage"}, 3600.0, True),  # unreadable: replaced
+        (None, 3600.0, True),  # nothing reported to compare with: everything
+    ],
+)
+def test_last_use_reaches_the_status_at_a_bounded_rate(
+    reported: dict[str, object] | None, interval: float, written: bool
+) -> None:
+    fields = token_fields(USED, reported=reported, last_used_interval=interval)
+    assert fields["owner"] == "ci@example.com"  # the other fields always
+    assert ("lastUsedDate" in fields) is written
+    assert ("lastUsedIpAddress" in fields) is written
+    if written:
+        assert fields["lastUsedDate"] == USED.last_used_date
+
+
+def test_a_replacement_token_never_used_clears_the_last_use() -> None:
+    fresh = ApiToken(id="dt0c01." + "B" * 24)
+    assert token_fields(fresh, reported=REPORTED, last_used_interval=3600.0)["lastUsedDate"] is None

@@ -25,8 +25,6 @@ from apitoken_operator.reconcile.model import (
 )
 
 logger = logging.getLogger(__name__)
-#: Clock skew allowed between this machine and Dynatrace when matching a lost create by creation time.
-CLOCK_SKEW = timedelta(minutes=2)
 
 
 @dataclass
@@ -123,11 +121,15 @@ async def gather(
     foreign_create_window: timedelta | None = None,
     identity: str | None = None,
     peers: PeerDirectory | None = None,
+    credential_token_ids: frozenset[str] = frozenset(),
+    adoption_refused: str | None = None,
 ) -> Input:
     """`ids_of_others(uid)`: token ids recorded by other ApiTokens, never candidates of a lost create.
 
     `own_attempt`: the last create this process recorded for the object; `identity`: this process's
-    peering identity; `peers`: who else is alive (peering only).
+    peering identity; `peers`: who else is alive (peering only); `credential_token_ids`: the tokens the
+    operator's connections authenticate with (the object's own and the default one); `adoption_refused`:
+    why the policy forbids this object to adopt, if it does.
     """
     recorded = work.recorded(now=now)
     pending = recorded.pending
@@ -164,18 +166,32 @@ async def gather(
         previous = secrets.facts(recorded.secret_name, body, key=desired.secret_key, owner_uid=work.uid)
     token: ApiToken | None = None
     candidates: tuple[ApiToken, ...] = ()
+    proven = False
+    adopt = desired.adopt_token_id
+    adopt_claimed = bool(adopt and recorded.token_id is None and adopt in ids_of_others(work.uid))
     if connection is not None:
+        credential_token_ids = credential_token_ids | {connection.client.token_id}
         held = secret.value_token_id if secret.owned else None
         wanted = recorded.token_id or ((held or desired.adopt_token_id) if recorded.pending is None else None)
         if wanted:
             token = await connection.observer.token(wanted, max_age=0 if fresh else None)
+            if token is None:  # absent from a listing is not gone: listings are late and can skip
+                token = await connection.observer.confirm(wanted)
+        if (
+            held
+            and held != recorded.token_id
+            and not waiting
+            and (recorded.token_id is None or recorded.pending)
+        ):
+            value = secrets.stored_secret(work.secret_bodies[desired.secret_name], key=desired.secret_key)
+            proven = value is not None and await connection.observer.proves(value, token_id=held)
         if recorded.pending and not waiting:  # while another replica may still be creating, not yet
             tokens = await connection.observer.tokens(max_age=0)
             others = ids_of_others(work.uid)
             candidates = tuple(
                 t
                 for t in tokens.values()
-                if _may_be_lost_create(t, recorded.pending, excluded=others, keep=recorded.token_id, now=now)
+                if made_by(t, recorded.pending, excluded=others, keep=recorded.token_id)
             )
     return Input(
         desired=desired,
@@ -185,6 +201,10 @@ async def gather(
         token=token,
         previous_secret=previous,
         lost_create_candidates=candidates,
+        secret_proven=proven,
+        credential_token_ids=credential_token_ids,
+        adopt_claimed=adopt_claimed,
+        adoption_refused=adoption_refused,
         deleting=deleting,
         reference=work.reference,
         release_requested=(work.metadata.get("annotations") or {}).get(RELEASE_ANNOTATION) == "true",
@@ -193,17 +213,11 @@ async def gather(
     )
 
 
-def _may_be_lost_create(
-    token: ApiToken, pending: PendingCreate, *, excluded: Collection[str], keep: str | None, now: datetime
-) -> bool:
-    if token.id is None or token.id == keep or token.id in excluded or token.name != pending.name:
+def made_by(token: ApiToken, pending: PendingCreate, *, excluded: Collection[str], keep: str | None) -> bool:
+    """Whether `token` is what the recorded create made: it carries the name unique to that attempt.
+
+    An intent recorded before creates were marked has no such name; nothing can be proven its own.
+    """
+    if token.id is None or token.id == keep or token.id in excluded:
         return False
-    if pending.owner is not None and token.owner != pending.owner:
-        return False
-    if not token.creation_date:
-        return True
-    try:
-        created = parse_date(token.creation_date, now=now)
-    except DateFormatError:
-        return True
-    return created >= pending.started_at - CLOCK_SKEW
+    return pending.marked and token.name == pending.name

@@ -1,9 +1,14 @@
 """One connection's view of its environment's tokens, taken with list calls rather than one GET each.
 
 A listing is trusted for `max_age` seconds; concurrent callers share one refresh (single flight), so
-resuming 1,000 objects after a restart costs one list call per 10,000 tokens, not 1,000 GETs. The
-operator's own writes are folded in at once (`remember` / `forget`), so it never mistakes a token it
-just made for one deleted outside.
+resuming 1,000 objects after a restart costs one list call per 10,000 tokens, not 1,000 GETs.
+
+A listing describes the past: Dynatrace reads the tokens, then takes seconds to answer a large page, and
+offset-based pages shift when a token is deleted between two of them, so a live token can be missing.
+Hence two rules. The operator's own writes (`remember` / `forget`) are stamped, and a listing that began
+before a write never undoes it: a token made while a listing was under way stays in the view. And
+absence from a listing is only a hint: `confirm` asks for the token by id before anyone acts on it
+being gone, unless the operator itself saw it go (its own delete, or a 404).
 """
 
 from __future__ import annotations
@@ -11,10 +16,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
+from apitoken_operator.dynatrace import errors
 from apitoken_operator.dynatrace.client import DynatraceClient
+from apitoken_operator.dynatrace.dates import DateFormatError, parse_date
 from apitoken_operator.dynatrace.models import ApiToken, ListField
+from apitoken_operator.dynatrace.secrets import TokenSecret
 
 #: Everything the operator compares or reports, in one list call.
 OBSERVED_FIELDS = (
@@ -26,20 +35,51 @@ OBSERVED_FIELDS = (
     ListField.SCOPES,
 )
 MAX_PAGE_SIZE = 10000
+#: A listing longer than this is refused (an environment holds far fewer; a server streaming pages
+#: without end would otherwise fill memory): 100 pages of the largest size.
+MAX_TOKENS = 1_000_000
+#: Seconds one listing may take, every page included.
+LISTING_DEADLINE = 300.0
+#: Seconds the operator keeps knowing that a token it deleted (or was told is gone) is gone, so that
+#: reconciles right after a delete need no GET to confirm what a listing no longer shows.
+GONE_MEMORY = 600.0
 
 
 class Observer:
     def __init__(
-        self, client: DynatraceClient, *, max_age: float, monotonic: Callable[[], float] = time.monotonic
+        self,
+        client: DynatraceClient,
+        *,
+        max_age: float,
+        monotonic: Callable[[], float] = time.monotonic,
+        last_used_interval: float = 3600.0,
+        page_size: int = MAX_PAGE_SIZE,
+        max_tokens: int = MAX_TOKENS,
+        listing_deadline: float = LISTING_DEADLINE,
     ) -> None:
+        """`last_used_interval`: a token's use alone (lastUsedDate) counts as a change once per this many
+        seconds, so tokens in constant use do not bring their objects back at every drift check.
+        `page_size`, `max_tokens`, `listing_deadline`: one listing's page size and its bounds (a server
+        that streams endless pages, or answers a page a minute, holds no memory or task for ever)."""
         self._client = client
+        self._page_size = page_size
+        self._max_tokens = max_tokens
+        self._listing_deadline = listing_deadline
+        self._last_used_interval = last_used_interval
         self._max_age = max_age
         self._monotonic = monotonic
         #: the last listing, packed (a tuple of fields per token: a tenth of a model's memory)
         self._tokens: dict[str, Packed] = {}
         self._taken_at: float | None = None
         self._refreshing: asyncio.Task[None] | None = None
+        #: a counter stamping writes and listing starts: which came first
+        self._epoch = 0
+        #: id -> (stamp, what the operator wrote: the token, or None for gone) since the last listing began
+        self._written: dict[str, tuple[int, Packed | None]] = {}
+        #: id -> monotonic time the operator saw the token go (its delete, a 404)
+        self._gone: dict[str, float] = {}
         self.list_calls = 0
+        self.confirm_calls = 0
         #: told the ids whose observed state changed (or vanished) between two listings
         self.on_change: Callable[[set[str]], None] | None = None
 
@@ -66,34 +106,100 @@ class Observer:
 
     async def _list(self) -> None:
         started = self._monotonic()
+        self._epoch += 1
+        began = self._epoch
         tokens: dict[str, Packed] = {}
-        async for token in self._client.list_tokens(fields=OBSERVED_FIELDS, page_size=MAX_PAGE_SIZE):
-            if token.id:
-                tokens[token.id] = _pack(token)
+        try:
+            async with asyncio.timeout(self._listing_deadline):
+                async for token in self._client.list_tokens(
+                    fields=OBSERVED_FIELDS, page_size=self._page_size
+                ):
+                    if token.id:
+                        tokens[token.id] = _pack(token)
+                    if len(tokens) > self._max_tokens:
+                        raise _too_large(f"the listing passed {self._max_tokens:,} tokens")
+        except TimeoutError:
+            raise _too_large(f"the listing took longer than {self._listing_deadline:.0f} s") from None
+        except (errors.Unauthorized, errors.Forbidden):
+            # The credential no longer works: the view it gave is not to be trusted for anything now, so
+            # every reconcile looks again (and says why it cannot) instead of acting on the old view.
+            self._taken_at = None
+            raise
         self.list_calls += 1
+        for token_id, (stamp, written) in list(self._written.items()):
+            if stamp < began:  # the listing began after this write: it reports it, or something newer
+                del self._written[token_id]
+            elif written is None:
+                tokens.pop(token_id, None)
+            else:
+                tokens[token_id] = written
+        forgotten = started - GONE_MEMORY
+        self._gone = {i: when for i, when in self._gone.items() if when > forgotten}
         previous, self._tokens = self._tokens, tokens
         first = self._taken_at is None
         self._taken_at = started
         if not first and self.on_change is not None:
+            interval = self._last_used_interval
             changed = {
                 i
                 for i in previous.keys() | tokens.keys()
-                if _fingerprint(previous.get(i)) != _fingerprint(tokens.get(i))
+                if _fingerprint(previous.get(i), interval) != _fingerprint(tokens.get(i), interval)
             }
             if changed:
                 self.on_change(changed)
 
+    def known_ids(self) -> set[str]:
+        """The ids in the view: the tokens this connection sees (and its objects record)."""
+        return set(self._tokens)
+
+    async def confirm(self, token_id: str) -> ApiToken | None:
+        """The token by id (a GET), for one a listing did not show: None only when it is surely gone."""
+        if token_id in self._gone:
+            return None
+        self.confirm_calls += 1
+        try:
+            token = await self._client.get(token_id)
+        except errors.NotFound:
+            self.forget(token_id)
+            return None
+        self.remember(token)
+        return token
+
+    async def proves(self, secret: TokenSecret, *, token_id: str) -> bool:
+        """Whether `secret` is the live secret of `token_id` (a lookup); its metadata is kept if so."""
+        try:
+            token = await self._client.lookup(secret)
+        except errors.NotFound:
+            return False
+        if token.id != token_id:
+            return False
+        self.remember(token)
+        return True
+
     def remember(self, token: ApiToken) -> None:
+        """What the operator wrote or read by id: newer than any listing under way."""
         if token.id:
-            self._tokens[token.id] = _pack(token)
+            self._epoch += 1
+            packed = _pack(token)
+            self._tokens[token.id] = packed
+            self._written[token.id] = (self._epoch, packed)
+            self._gone.pop(token.id, None)
 
     def forget(self, token_id: str) -> None:
+        """The token is gone (deleted by the operator, or a 404)."""
+        self._epoch += 1
         self._tokens.pop(token_id, None)
+        self._written[token_id] = (self._epoch, None)
+        self._gone[token_id] = self._monotonic()
 
 
 #: a token's fields in `ApiToken.model_fields` order
 Packed = tuple[Any, ...]
 FIELDS = tuple(ApiToken.model_fields)
+
+
+def _too_large(why: str) -> errors.UnexpectedResponse:
+    return errors.UnexpectedResponse(f"{why}; stopped", status=200, operation="GET /apiTokens")
 
 
 def _pack(token: ApiToken) -> Packed:
@@ -106,8 +212,12 @@ def _unpack(packed: Packed) -> ApiToken:
     return ApiToken.model_construct({name for name, value in values.items() if value is not None}, **values)
 
 
-def _fingerprint(packed: Packed | None) -> tuple[object, ...] | None:
-    """What a change of would matter to an ApiToken: what it compares, and what its status shows."""
+def _fingerprint(packed: Packed | None, last_used_interval: float) -> tuple[object, ...] | None:
+    """What a change of would matter to an ApiToken: what it compares, and what its status shows.
+
+    The last use (date and address) moves whenever a consumer calls Dynatrace; it counts only when it
+    enters another `last_used_interval`, which is how often the status reports it.
+    """
     if packed is None:
         return None
     token = dict(zip(FIELDS, packed, strict=True))
@@ -118,8 +228,18 @@ def _fingerprint(packed: Packed | None) -> tuple[object, ...] | None:
         token["personal_access_token"],
         token["expiration_date"],
         token["modified_date"],
-        token["last_used_date"],
-        token["last_used_ip_address"],
+        last_used_period(token["last_used_date"], last_used_interval),
         token["owner"],
         token["creation_date"],
     )
+
+
+def last_used_period(last_used: str | None, interval: float) -> int | None:
+    """Which `interval`-long period (counted from the epoch) a last-use date falls in."""
+    if not last_used:
+        return None
+    try:
+        seconds = parse_date(last_used, now=datetime.now(UTC)).timestamp()
+    except DateFormatError:
+        return None
+    return int(seconds // interval) if interval > 0 else int(seconds * 1000)

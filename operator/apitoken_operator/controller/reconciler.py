@@ -19,17 +19,19 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from apitoken_operator.controller.budgets import Budgets
 from apitoken_operator.controller.connections import Connection, ConnectionProblem, Connections
 from apitoken_operator.controller.gather import Work, gather
 from apitoken_operator.controller.peers import PeerDirectory
 from apitoken_operator.dynatrace import errors
 from apitoken_operator.dynatrace.dates import format_date, parse_date
-from apitoken_operator.dynatrace.models import ApiToken, ApiTokenCreated
+from apitoken_operator.dynatrace.models import ApiToken, ApiTokenCreate, ApiTokenCreated
 from apitoken_operator.dynatrace.secrets import TokenSecret
 from apitoken_operator.kube import secrets
 from apitoken_operator.kube.api import Kube, KubeError
 from apitoken_operator.metrics import Metrics
 from apitoken_operator.reconcile import actions as a
+from apitoken_operator.reconcile import creation
 from apitoken_operator.reconcile.attention import FINALIZER
 from apitoken_operator.reconcile.model import Desired, Input, SpecError
 from apitoken_operator.reconcile.plan import next_renewal, plan
@@ -53,6 +55,8 @@ OUTCOME_UNKNOWN_RETRY = 2.0
 CONFLICT_RETRY = 0.5
 #: while another replica's create may be running: how often to ask whether that replica is still alive
 AWAIT_POLL = 10.0
+#: a parked object is woken when its connection has room; this is only the fallback
+PARKED_RETRY = 60.0
 
 
 _crash_hits: dict[str, int] = {}
@@ -88,6 +92,8 @@ class Result:
     released: bool = False
     #: settled, but something is due later (a renewal, the end of a grace period): look again then
     requeue_after: float | None = None
+    #: its connection's budget was spent: nothing was done, and the object is woken when a place frees
+    parked: bool = False
 
 
 class Reconciler:
@@ -102,9 +108,11 @@ class Reconciler:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         identity: str | None = None,
         peers: PeerDirectory | None = None,
+        budgets: Budgets | None = None,
     ) -> None:
         """`identity`: this process's peering identity, recorded with each intent; `peers`: who else is
-        alive (peering only)."""
+        alive (peering only); `budgets`: how many reconciles each connection may run at once."""
+        self._budgets = budgets
         self._identity = identity
         self._peers = peers
         self._kube = kube
@@ -205,7 +213,7 @@ class Reconciler:
                     finalizers=list(current.metadata.get("finalizers") or ()),
                 )
                 self.forget(current.uid)
-        if self._metrics is not None:
+        if self._metrics is not None and not result.parked:
             if result.released:
                 self._metrics.forget(namespace=work.namespace, name=work.name)
             else:
@@ -308,6 +316,12 @@ class Reconciler:
         except BaseException:
             await _discard(reading)
             raise
+        budget = (work.namespace, desired.connection_secret or "(default)")
+        if self._budgets is not None and not self._budgets.try_enter(budget, key=(work.namespace, work.name)):
+            await _discard(reading)
+            logger.debug("%s: its connection's reconciles are all under way; parked", work.reference)
+            outcome = Outcome(Health.RECONCILING, Reason.PROGRESSING, "waiting for a turn on its connection")
+            return Result(outcome, retry_after=PARKED_RETRY, parked=True)
         try:
             work.secret_bodies.setdefault(desired.secret_name, await reading)
             return await self._converge(
@@ -319,6 +333,9 @@ class Reconciler:
             return await self._dynatrace_failure(work, desired, error, deleting=deleting)
         except KubeError as error:
             return self._kube_failure(error)
+        finally:
+            if self._budgets is not None:
+                self._budgets.leave(budget)
 
     @staticmethod
     def _kube_failure(error: KubeError) -> Result:
@@ -473,7 +490,7 @@ class Reconciler:
                     Reason.RECOVERED,
                     f"recovered token {token_id} from the Secret after an interrupted create",
                 )
-            case a.AbandonPendingCreate(token_ids=token_ids):
+            case a.AbandonPendingCreate(token_ids=token_ids, unprovable_name=unprovable):
                 for token_id in token_ids:
                     await self._delete_token(connection, token_id)
                 await self._write_status(work, {"pendingCreate": None}, defer=True)
@@ -484,12 +501,33 @@ class Reconciler:
                         Reason.LOST_CREATE_CLEANED,
                         f"deleted {', '.join(token_ids)}: made by a create whose answer was lost",
                     )
+                if unprovable is not None:
+                    self._event(
+                        work,
+                        "Warning",
+                        Reason.LOST_CREATE_UNPROVABLE,
+                        f"a create recorded by an earlier operator version lost its answer; a token named "
+                        f"{unprovable!r} made by it cannot be told apart from others of that name and was "
+                        "left in Dynatrace: look for one created at that time that no ApiToken records",
+                    )
             case a.RecoverIdFromSecret(token_id=token_id):
                 await self._write_status(
                     work, {"id": token_id, "secretName": desired.secret_name}, defer=True
                 )
                 self._event(
                     work, "Normal", Reason.RECOVERED, f"recovered token id {token_id} from the Secret"
+                )
+            case a.FinishCreate(token_id=token_id, update=update):
+                try:
+                    await client.update(token_id, update)
+                except errors.NotFound:  # deleted outside meanwhile: the next step makes another
+                    observer.forget(token_id)
+                    return
+                assert token is not None
+                observer.remember(
+                    token.model_copy(
+                        update={"name": update.name, "enabled": update.enabled, "scopes": update.scopes}
+                    )
                 )
             case a.UpdateToken(token_id=token_id, update=update, changed=changed):
                 try:
@@ -571,9 +609,14 @@ class Reconciler:
     ) -> None:
         owner = await connection.owner()
         attempt = self._attempts[work.uid] = uuid.uuid4().hex
+        # The token is made under a name unique to this attempt, and named as declared once its secret
+        # is stored (`FinishCreate`): a leftover of a lost answer is then provably this attempt's.
+        request = action.request.model_copy(
+            update={"name": creation.marked_name(action.request.name, attempt)}
+        )
         intent = {
             "attempt": attempt,
-            "name": action.request.name,
+            "name": request.name,
             "startedAt": format_date(self._clock()),
             "owner": owner,
             "replaces": action.replaces,
@@ -588,7 +631,7 @@ class Reconciler:
         )
         crashpoint("after-intent")
         try:
-            created = await connection.client.create(action.request)
+            created = await connection.client.create(request)
         except (errors.InvalidRequest, errors.Unauthorized, errors.Forbidden, errors.Throttled) as error:
             await self._write_status(work, {"pendingCreate": None})  # nothing was created
             raise error
@@ -598,7 +641,7 @@ class Reconciler:
             raise
         crashpoint("after-create")
         assert created.id is not None and created.token is not None
-        connection.observer.remember(_as_observed(created, action, owner=owner))
+        connection.observer.remember(_as_observed(created, request, owner=owner))
         await self._store_new_secret(work, desired, created, connection=connection)
         crashpoint("after-secret")
         crashpoint("before-status")
@@ -757,7 +800,13 @@ class Reconciler:
         if write:
             patch: dict[str, Any] = {**self._conditions(work, outcome), **(extra or {})}
             if token is not None:
-                patch.update(token_fields(token))
+                patch.update(
+                    token_fields(
+                        token,
+                        reported=work.status,
+                        last_used_interval=self._settings.last_used_interval,
+                    )
+                )
             if self._changes(work.status, patch) or work.deferred_status:
                 try:
                     await self._write_status(work, patch)
@@ -872,16 +921,16 @@ def combine_patches(first: dict[str, Any], second: dict[str, Any]) -> dict[str, 
     return result
 
 
-def _as_observed(created: ApiTokenCreated, action: a.CreateToken, *, owner: str | None) -> ApiToken:
+def _as_observed(created: ApiTokenCreated, request: ApiTokenCreate, *, owner: str | None) -> ApiToken:
     """What Dynatrace now holds, known without asking: a new token is enabled, owned by the caller."""
     return ApiToken(
         id=created.id,
-        name=action.request.name,
+        name=request.name,
         enabled=True,
-        personal_access_token=bool(action.request.personal_access_token),
+        personal_access_token=bool(request.personal_access_token),
         owner=owner,
         expiration_date=created.expiration_date,
-        scopes=list(action.request.scopes),
+        scopes=list(request.scopes),
     )
 
 

@@ -52,9 +52,12 @@ class AwaitPendingCreate:
 
 @dataclass(frozen=True)
 class AbandonPendingCreate:
-    """A pending create's answer was lost: delete what it may have made, then forget it."""
+    """A pending create's answer was lost: delete what it provably made, then forget it."""
 
     token_ids: tuple[str, ...]
+    #: the name of an intent recorded before creates were marked (an earlier version): what it may have
+    #: made cannot be told apart from others' tokens, so nothing is deleted and people are told
+    unprovable_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,17 @@ class DropRetiring:
     """A retiring entry names the token in use (a status edited by hand): drop the entry, keep the token."""
 
     token_id: str
+
+
+@dataclass(frozen=True)
+class FinishCreate:
+    """A new token's secret is stored: give it its declared name and enabled state (one update).
+
+    Until then it carried the marked name that proves it is this create's (`reconcile.creation`).
+    """
+
+    token_id: str
+    update: ApiTokenUpdate
 
 
 @dataclass(frozen=True)
@@ -149,6 +163,7 @@ Action = (
     | AdoptToken
     | DeleteRetiredToken
     | DropRetiring
+    | FinishCreate
     | UpdateToken
     | WriteSecretMetadata
     | MoveSecret

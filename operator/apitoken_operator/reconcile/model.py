@@ -14,6 +14,7 @@ from typing import Any
 
 from apitoken_operator.dynatrace.dates import DateFormatError, parse_date
 from apitoken_operator.dynatrace.models import ApiToken
+from apitoken_operator.reconcile import creation
 
 
 class SpecError(ValueError):
@@ -61,6 +62,11 @@ class Desired:
         name = spec.get("name")
         if not isinstance(name, str) or not name.strip():
             raise SpecError("spec.name must be a non-empty string")
+        if creation.is_marked(name):
+            raise SpecError(
+                "spec.name must not end with ' [creating <32 hex digits>]': the operator marks tokens it is "
+                "creating that way"
+            )
         secret = spec.get("secret") or {}
         rotation = spec.get("rotation") or {}
         renew_before = rotation.get("renewBefore")
@@ -124,6 +130,11 @@ class PendingCreate:
     writer: str | None = None
     #: that process is gone (left the peering object, or an earlier run of this one): its create is over
     writer_gone: bool = False
+
+    @property
+    def marked(self) -> bool:
+        """The create sent a name unique to its attempt, so a token with that name is its own."""
+        return creation.attempt_of(self.name) == self.attempt
 
 
 def running_elsewhere_until(
@@ -195,8 +206,11 @@ class Input:
     token: ApiToken | None = None
     #: the Secret named in `recorded.secret_name`, when it differs from the desired name
     previous_secret: SecretFacts | None = None
-    #: tokens that may be left over from `recorded.pending` (same name and owner, created since then)
+    #: tokens left over from `recorded.pending`: those with the marked name its intent recorded
     lost_create_candidates: tuple[ApiToken, ...] = ()
+    #: a lookup proved the Secret's value to be the live secret of `secret.value_token_id` (looked up
+    #: only where the plan would take that id from the Secret: a lost status or a pending create)
+    secret_proven: bool = False
     deleting: bool = False
     #: `namespace/name` of the ApiToken, written on the Secret so people can trace it back
     reference: str = ""
@@ -206,3 +220,9 @@ class Input:
     rotation_request: str | None = None
     #: how long a create recorded by another replica may still run (None: standalone, no other replica)
     foreign_create_window: timedelta | None = None
+    #: the tokens the operator's connections authenticate with: never adopted, changed or deleted
+    credential_token_ids: frozenset[str] = frozenset()
+    #: spec.adoptTokenId is recorded (or retiring) in another ApiToken: it is that object's, not this one's
+    adopt_claimed: bool = False
+    #: why this object may not adopt through its connection (the operator's policy), if it may not
+    adoption_refused: str | None = None

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from apitoken_operator.dynatrace.dates import DateFormatError, format_date, is_relative, parse_date
 from apitoken_operator.dynatrace.models import ApiTokenCreate, ApiTokenUpdate
 from apitoken_operator.reconcile import actions as a
+from apitoken_operator.reconcile import creation
 from apitoken_operator.reconcile.expiry import expiry_mismatch
 from apitoken_operator.reconcile.model import Input, SecretFacts, running_elsewhere_until
 from apitoken_operator.reconcile.reasons import Reason
@@ -46,29 +47,35 @@ def plan(state: Input) -> Plan:
 
 
 def settle_pending_create(state: Input) -> a.Action | None:
+    """A recorded create ended without its answer being recorded: keep what it made, or delete it.
+
+    Only what is provably this create's is touched: a token with the marked name its intent recorded
+    (see `reconcile.creation`), or the token the object's own Secret holds when a lookup proved the
+    value to be that token's secret. Never a token of the same name that somebody else made.
+    """
     pending = state.recorded.pending
     if pending is None:
         return None
     until = running_elsewhere_until(pending, window=state.foreign_create_window, now=state.now)
     if until is not None:
         return a.AwaitPendingCreate(attempt=pending.attempt, until=until)
-    candidates = tuple(t.id for t in state.lost_create_candidates if t.id and t.id != state.recorded.token_id)
-    stored = state.secret.annotated_token_id
-    if (
-        not state.deleting
-        and stored is not None
-        and stored in candidates
-        and state.secret.owned
-        and state.secret.value_token_id == stored
-    ):
-        others = tuple(c for c in candidates if c != stored)
-        return a.CompletePendingCreate(
-            token_id=stored,
-            replaces=pending.replaces,
-            extra_token_ids=others,
-            grace_seconds=pending.grace_seconds,
-        )
-    return a.AbandonPendingCreate(token_ids=candidates)
+    recorded_id = state.recorded.token_id
+    spared = {recorded_id, *state.credential_token_ids}
+    candidates = tuple(t.id for t in state.lost_create_candidates if t.id and t.id not in spared)
+    held = _held_token_id(state.secret)
+    if held is not None and held not in spared and (held in candidates or state.secret_proven):
+        if not state.deleting:
+            return a.CompletePendingCreate(
+                token_id=held,
+                replaces=pending.replaces,
+                extra_token_ids=tuple(c for c in candidates if c != held),
+                grace_seconds=pending.grace_seconds,
+            )
+        if held not in candidates and state.desired.deletion_policy == "Delete":
+            candidates = (*candidates, held)  # the object goes: so does the token its create made
+    return a.AbandonPendingCreate(
+        token_ids=candidates, unprovable_name=None if pending.marked else pending.name
+    )
 
 
 # --- the path of a live object ------------------------------------------------------------------------
@@ -87,11 +94,14 @@ def secret_name_is_free(state: Input) -> a.Action | None:
 def token_is_known(state: Input) -> a.Action | None:
     if state.recorded.token_id is not None:
         return None
-    held = _held_token_id(state.secret)
+    held = _proven_held_token_id(state)
     if held is not None:  # the status lost the id; the Secret (ours) still holds the token
         return a.RecoverIdFromSecret(token_id=held)
     adopt = state.desired.adopt_token_id
     if adopt is not None:
+        refusal = _adoption_refusal(state, adopt)
+        if refusal is not None:
+            return a.Stall(Reason.ADOPTION_REFUSED, refusal)
         if state.token is None or state.token.id != adopt:
             return a.Stall(
                 Reason.ADOPTED_TOKEN_NOT_FOUND,
@@ -100,6 +110,36 @@ def token_is_known(state: Input) -> a.Action | None:
             )
         return a.AdoptToken(token_id=adopt)
     return _create(state, Reason.CREATED, why="no token exists for this ApiToken yet")
+
+
+def _adoption_refusal(state: Input, adopt: str) -> str | None:
+    """Why `adopt` is not this object's to take: adoption renames, rescopes, rotates and deletes."""
+    if adopt in state.credential_token_ids:
+        return (
+            f"spec.adoptTokenId {adopt} is the token the operator's connection authenticates with; "
+            "it cannot be adopted"
+        )
+    if state.adopt_claimed:
+        return (
+            f"spec.adoptTokenId {adopt} is managed by another ApiToken; a token has one owner. Remove "
+            "spec.adoptTokenId to create a token of this object's own"
+        )
+    return state.adoption_refused
+
+
+def credential_untouched(state: Input) -> a.Action | None:
+    """The recorded token is a connection's own credential (adopted before adoption was checked): leave it
+    alone, or every ApiToken using that connection would stop working."""
+    if state.recorded.token_id is not None and state.recorded.token_id in state.credential_token_ids:
+        message = (
+            f"token {state.recorded.token_id} is the token the operator's connection authenticates with; "
+            "the operator will not change or delete it. Remove spec.adoptTokenId and status, or delete "
+            "this ApiToken"
+        )
+        if state.deleting:
+            return a.ReleaseFinalizer(Reason.ADOPTION_REFUSED, message + " (released, the token left as is)")
+        return a.Stall(Reason.ADOPTION_REFUSED, message)
+    return None
 
 
 def token_exists(state: Input) -> a.Action | None:
@@ -253,6 +293,10 @@ def retired_tokens_deleted(state: Input) -> a.Action | None:
 def token_matches(state: Input) -> a.Action | None:
     token, desired = state.token, state.desired
     assert token is not None and token.id is not None
+    if creation.is_marked(token.name) and token.name != desired.name:
+        # A new token, its secret stored: the declared name (and enabled state) in one update.
+        update = ApiTokenUpdate(name=desired.name, enabled=desired.enabled, scopes=sorted(desired.scopes))
+        return a.FinishCreate(token_id=token.id, update=update)
     changed = []
     if token.name != desired.name:
         changed.append("name")
@@ -273,6 +317,7 @@ def in_sync(state: Input) -> a.Action:
 CHECKS: tuple[Check, ...] = (
     settle_pending_create,
     secret_name_is_free,
+    credential_untouched,
     token_is_known,
     token_exists,
     rotation_requested,
@@ -311,7 +356,7 @@ def orphan_policy(state: Input) -> a.Action | None:
 
 def token_deleted(state: Input) -> a.Action:
     token_id = state.token.id if state.token is not None else None
-    if token_id is not None and token_id in (state.recorded.token_id, _held_token_id(state.secret)):
+    if token_id is not None and token_id in (state.recorded.token_id, _proven_held_token_id(state)):
         return a.DeleteToken(token_id=token_id, reason=Reason.DELETED)
     return a.ReleaseFinalizer(Reason.DELETED, f"token {state.recorded.token_id or '(none)'} is deleted")
 
@@ -333,6 +378,7 @@ def _in_use(state: Input) -> set[str]:
 DELETION_CHECKS: tuple[Check, ...] = (
     release_requested,
     settle_pending_create,
+    credential_untouched,
     retired_tokens_go_too,
     orphan_policy,
     token_deleted,
@@ -345,6 +391,16 @@ DELETION_CHECKS: tuple[Check, ...] = (
 def _held_token_id(secret: SecretFacts) -> str | None:
     """The id of the token in a Secret this ApiToken owns (its annotation need not be intact)."""
     return secret.value_token_id if secret.exists and secret.owned else None
+
+
+def _proven_held_token_id(state: Input) -> str | None:
+    """The id of the token the Secret holds, where it may be taken as this object's: the one recorded,
+    or one a lookup proved the Secret holds the live secret of (a Secret's value alone proves nothing:
+    whoever may write the Secret could put any token id into it)."""
+    held = _held_token_id(state.secret)
+    if held is not None and (held == state.recorded.token_id or state.secret_proven):
+        return held
+    return None
 
 
 def _holds(secret: SecretFacts, token_id: str | None) -> bool:

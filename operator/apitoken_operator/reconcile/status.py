@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from apitoken_operator.dynatrace.dates import format_date
+from apitoken_operator.dynatrace.dates import DateFormatError, format_date, parse_date
 from apitoken_operator.dynatrace.models import ApiToken
 from apitoken_operator.reconcile.reasons import Reason
 
@@ -41,11 +41,44 @@ TOKEN_FIELDS = {
 }
 
 
-def token_fields(token: ApiToken | None) -> dict[str, Any]:
-    """Observed token fields for the status; absent ones are cleared (null in a merge patch)."""
+#: fields that move whenever a consumer uses the token, without any change to it
+LAST_USE_FIELDS = ("lastUsedDate", "lastUsedIpAddress")
+
+
+def token_fields(
+    token: ApiToken | None, *, reported: Mapping[str, Any] | None = None, last_used_interval: float = 0.0
+) -> dict[str, Any]:
+    """Observed token fields for the status; absent ones are cleared (null in a merge patch).
+
+    With `reported` (the status as it is), the last use is left as reported until it is
+    `last_used_interval` seconds older than the observed one: tokens in use would otherwise rewrite
+    their ApiToken at every look, loading the API server for a figure nobody needs by the second.
+    """
     if token is None:
         return {"id": None, **dict.fromkeys(TOKEN_FIELDS)}
-    return {"id": token.id, **{key: getattr(token, attr) for key, attr in TOKEN_FIELDS.items()}}
+    fields = {"id": token.id, **{key: getattr(token, attr) for key, attr in TOKEN_FIELDS.items()}}
+    if reported is not None and not last_use_due(
+        reported, observed=token.last_used_date, token_id=token.id, interval=last_used_interval
+    ):
+        for key in LAST_USE_FIELDS:
+            fields.pop(key)
+    return fields
+
+
+def last_use_due(
+    reported: Mapping[str, Any], *, observed: str | None, token_id: str | None, interval: float
+) -> bool:
+    """Whether the observed last use should replace the reported one now."""
+    before = reported.get("lastUsedDate")
+    if reported.get("id") != token_id:
+        return True  # another token: its own use, or none
+    if not isinstance(before, str) or not before or not observed:
+        return bool(before != observed)  # a first use, or a use no longer known
+    try:
+        now = datetime.now(UTC)
+        return abs((parse_date(observed, now=now) - parse_date(before, now=now)).total_seconds()) >= interval
+    except DateFormatError:
+        return before != observed
 
 
 def conditions(
