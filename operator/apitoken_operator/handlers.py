@@ -22,6 +22,7 @@ import kopf
 
 from apitoken_operator.controller.budgets import Budgets
 from apitoken_operator.controller.connections import Connections, SharedClient
+from apitoken_operator.controller.heartbeat import Heartbeat
 from apitoken_operator.controller.peers import PeerDirectory
 from apitoken_operator.controller.reconciler import TRANSIENT_RETRY, Reconciler, Result
 from apitoken_operator.controller.scheduler import Scheduler
@@ -75,6 +76,7 @@ class Runtime:
     connections: Connections | None = None
     scheduler: Scheduler | None = None
     budgets: Budgets | None = None
+    heartbeat: Heartbeat = field(default_factory=Heartbeat)
     api_client: Any = None
     events: EventPoster | None = None
     #: follows kopf's peering pause, for the work kopf does not pause (the scheduler, drift checks)
@@ -97,6 +99,8 @@ class Runtime:
         self.checks.pop(uid, None)
         if self.reconciler is not None:
             self.reconciler.forget(uid)
+        if self.connections is not None:
+            self.spawn(self.connections.release(uid))
 
     def spawn(self, coroutine: Any) -> None:
         task = asyncio.create_task(coroutine)
@@ -136,6 +140,7 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:  # noqa: PLR0915 
         runtime.reconciler = Reconciler(
             kube=kube,
             budgets=runtime.budgets,
+            holding=lambda namespace: _holding(runtime.token_index, namespace),
             connections=runtime.connections,
             settings=runtime.settings,
             events=runtime.events.post,
@@ -150,10 +155,19 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:  # noqa: PLR0915 
         runtime.metrics.count_managed(lambda: _managed(runtime.token_index))
         if runtime.metrics_port is not None:
             runtime.metrics.serve(runtime.metrics_port)
+        runtime.spawn(runtime.heartbeat.run())
         runtime.standby.install()
         runtime.scheduler = Scheduler(
             lambda key: _reconcile_out_of_band(runtime, key), gate=runtime.standby.wait_active
         )
+
+    @kopf.on.probe(id="event_loop_lag_seconds", registry=registry)
+    async def event_loop_lag(**_: Any) -> float:
+        """Fails the liveness probe when the event loop falls far behind (see controller.heartbeat)."""
+        problem = runtime.heartbeat.problem(max_lag=runtime.settings.liveness_max_lag)
+        if problem is not None:
+            raise kopf.PermanentError(problem)
+        return round(runtime.heartbeat.lag, 3)
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -391,6 +405,13 @@ def _reconciler(runtime: Runtime) -> Reconciler:
 
 def _copy(body: kopf.Body) -> dict[str, Any]:
     return copy.deepcopy(dict(body))
+
+
+def _holding(index: TokenIndex | None, namespace: str) -> int:
+    """ApiTokens of `namespace` that hold a token (their own, not one retiring)."""
+    if index is None:
+        return 0
+    return len({h[0] for holders in index.values() for h in holders if h[1] == namespace and h[3] == "id"})
 
 
 def _managed(index: TokenIndex | None) -> int:

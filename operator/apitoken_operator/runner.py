@@ -97,6 +97,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="let the default connection create personal access tokens",
     )
     parser.add_argument(
+        "--policy-max-tokens-per-namespace",
+        type=int,
+        metavar="N",
+        help="a namespace holding N ApiTokens with tokens gets no new token through the default "
+        "connection (default: no limit)",
+    )
+    parser.add_argument(
+        "--policy-max-grace-period",
+        type=float,
+        default=7 * 24 * 3600.0,
+        metavar="SECONDS",
+        help="longest spec.rotation.gracePeriod through the default connection (default 604800: 7 days)",
+    )
+    parser.add_argument(
+        "--max-retiring",
+        type=int,
+        default=3,
+        metavar="N",
+        help="rotated-out tokens an object keeps at once; a rotation due while N retire waits (default 3)",
+    )
+    parser.add_argument(
+        "--policy-adopt-namespace",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="namespaces whose ApiTokens may adopt existing tokens through the default connection "
+        "(repeatable; default: none)",
+    )
+    parser.add_argument(
         "--allow-insecure-http",
         action="store_true",
         help="accept http:// connection URLs (the local emulator, tests); the API token then travels "
@@ -174,6 +203,9 @@ def settings_from(args: argparse.Namespace) -> OperatorSettings:
         denied_scopes=tuple(args.policy_denied_scope),
         allowed_escalating_scopes=tuple(args.policy_allow_escalating_scope),
         allow_personal_access_tokens=args.policy_allow_personal_access_tokens,
+        adoption_namespaces=tuple(args.policy_adopt_namespace),
+        max_tokens_per_namespace=args.policy_max_tokens_per_namespace,
+        max_grace_period=args.policy_max_grace_period,
     )
     _check_escalating(policy)
     connections = ConnectionSettings(
@@ -188,6 +220,7 @@ def settings_from(args: argparse.Namespace) -> OperatorSettings:
         observation_max_age=args.observation_max_age,
         last_used_interval=args.last_used_interval,
         list_page_size=_page_size(args.list_page_size),
+        max_retiring=max(1, args.max_retiring),
         events=args.events,
         peering=args.peering is not None,
     )

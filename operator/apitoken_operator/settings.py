@@ -38,6 +38,9 @@ class DynatraceSettings:
     max_concurrent_calls: int = 16
     #: Page size for list calls (the API allows 100..10000).
     list_page_size: int = 1000
+    #: Bytes one answer may hold: a page of 10,000 tokens with every field is a few megabytes, so more
+    #: than this is a server misbehaving (or an endless stream), and is not read further.
+    max_response_bytes: int = 64 * 1024 * 1024
     retry: RetrySettings = field(default_factory=RetrySettings)
 
 
@@ -117,6 +120,15 @@ class PolicySettings:
     allowed_escalating_scopes: tuple[str, ...] = ()
     #: Personal access tokens carry their owner's permissions: off for the shared connection by default.
     allow_personal_access_tokens: bool = False
+    #: Namespaces (patterns) whose ApiTokens may adopt existing tokens through the default connection.
+    #: Empty: none. Adoption takes over a token the default connection can see — any token of the
+    #: environment — so it is off unless an administrator names the namespaces trusted with it.
+    adoption_namespaces: tuple[str, ...] = ()
+    #: ApiTokens per namespace that may hold a token made through the default connection; None: no limit.
+    max_tokens_per_namespace: int | None = None
+    #: Longest spec.rotation.gracePeriod through the default connection, in seconds: a rotated-out token
+    #: stays live that long, so a long grace and frequent rotations would keep many tokens alive.
+    max_grace_period: float = 7 * 24 * 3600.0
 
     @property
     def all_denied_scopes(self) -> tuple[str, ...]:
@@ -157,6 +169,11 @@ class OperatorSettings:
     #: Reconciles running at once per connection (per namespace on the default connection). A connection
     #: that hangs or throttles holds only these; the rest of the operator's reconciles serve others.
     connection_reconciles: int = 8
+    #: Rotated-out tokens an object may keep in their grace period at once; a rotation or renewal due
+    #: while that many are retiring waits until the oldest is deleted.
+    max_retiring: int = 3
+    #: Seconds the event loop may run late before the liveness probe fails (and Kubernetes restarts it).
+    liveness_max_lag: float = 30.0
     #: Seconds before a Stalled object that depends on something outside it (a connection Secret) retries.
     stalled_retry_delay: float = 60.0
     #: Which Events to post: "all", or "warnings" only (the Normal ones — a token created, deleted,

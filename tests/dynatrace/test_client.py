@@ -7,6 +7,7 @@ import json
 import logging
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from typing import Any
 
 import httpx
 import pytest
@@ -484,13 +485,7 @@ async def test_create_that_never_connects_is_a_plain_transport_error(clock: Fake
 async def test_a_create_waiting_for_a_request_slot_is_not_sent_after_its_deadline() -> None:
     """Another replica settles an intent once the create's deadline has passed: the create must not go
     out later than that, however long the connection's queue of requests."""
-    released = asyncio.Event()
-
-    async def slow_list(request: httpx.Request) -> httpx.Response:
-        await released.wait()
-        return reply(200, {"totalCount": 0, "pageSize": 1000, "apiTokens": []})
-
-    script = Script(slow_list)
+    script = Script(reply(201, CREATED))
     settings = DynatraceSettings(
         max_concurrent_calls=1,
         retry=RetrySettings(max_attempts=3, initial_backoff=0.01, max_backoff=0.01, deadline=0.3),
@@ -498,15 +493,46 @@ async def test_a_create_waiting_for_a_request_slot_is_not_sent_after_its_deadlin
     async with DynatraceClient(
         BASE_URL, token=ADMIN, settings=settings, transport=httpx.MockTransport(script)
     ) as client:
-        holding = asyncio.create_task(client.list_page())  # takes the only slot for a second
-        asyncio.get_running_loop().call_later(1.0, released.set)
-        await asyncio.sleep(0.05)
+        await client._in_flight.acquire()  # the only slot, held by other calls for a second
+        asyncio.get_running_loop().call_later(1.0, client._in_flight.release)
         with pytest.raises(errors.DynatraceError) as caught:
             await client.create(CREATE)
-        await holding
+        await asyncio.sleep(1.1)
     assert isinstance(caught.value, errors.DynatraceTransportError)
     assert caught.value.request_sent is False, "a create that was never sent is not an unknown outcome"
-    assert [r.method for r in script.requests] == ["GET"], "the create went out after its deadline"
+    assert script.requests == [], "the create went out after its deadline"
+
+
+async def test_an_answer_that_trickles_is_cut_at_the_calls_deadline() -> None:
+    """Each byte arrives within the read timeout, but the whole answer would take longer than the call
+    may: the call ends at its deadline instead of holding its caller (and a request slot) for ever."""
+
+    async def trickle() -> Any:
+        for _ in range(1000):
+            await asyncio.sleep(0.05)
+            yield b" "
+
+    script = Script(lambda request: httpx.Response(200, content=trickle()))
+    settings = DynatraceSettings(retry=RetrySettings(max_attempts=1, deadline=0.5))
+    async with DynatraceClient(
+        BASE_URL, token=ADMIN, settings=settings, transport=httpx.MockTransport(script)
+    ) as client:
+        with pytest.raises(errors.DynatraceTransportError, match="deadline passed while the answer"):
+            await client.list_page()  # not after the 50 s the answer would take
+
+
+async def test_an_answer_larger_than_the_cap_is_not_read_further(clock: FakeClock) -> None:
+    async def endless() -> Any:
+        while True:
+            yield b"x" * 65536
+
+    script = Script(lambda request: httpx.Response(200, content=endless()))
+    settings = DynatraceSettings(max_response_bytes=1_000_000, retry=RetrySettings(max_attempts=1))
+    async with DynatraceClient(
+        BASE_URL, token=ADMIN, settings=settings, transport=httpx.MockTransport(script)
+    ) as client:
+        with pytest.raises(errors.DynatraceTransportError, match="1,000,000 bytes"):
+            await client.list_page()
 
 
 async def test_create_after_retried_429_then_timeout_is_unknown(clock: FakeClock) -> None:

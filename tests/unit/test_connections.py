@@ -371,3 +371,21 @@ async def test_a_quiet_client_quotes_no_bytes_of_an_answer_that_is_not_http() ->
         assert ("OpenSSH" in str(failed.value)) is not quiet
         assert "RemoteProtocolError" in str(failed.value)
         await client.aclose()
+
+
+# --- a client lives while an object uses it --------------------------------------------------------------
+
+
+async def test_a_client_closes_when_its_last_object_goes_or_moves_away() -> None:
+    made = connections({("team", "a"): secret(PUBLIC_URL), ("team", "b"): secret(PUBLIC_URL, OTHER_TOKEN)})
+    first = await made.resolve(namespace="team", secret_name="a", user="uid-1")
+    await made.resolve(namespace="team", secret_name="a", user="uid-2")
+    await made.release("uid-1")
+    assert made.all() == [first.shared]  # uid-2 still uses it
+    moved = await made.resolve(namespace="team", secret_name="b", user="uid-2")
+    assert made.all() == [moved.shared]  # the first client closed once nobody used it
+    assert first.client._http.is_closed
+    await made.release("uid-2")
+    assert made.all() == []
+    await made.release("uid-unknown")  # nothing to do
+    await made.close()

@@ -639,6 +639,45 @@ SCENARIOS = [
         "in_sync",
         a.InSync,
     ),
+    Scenario(
+        "a first token past the namespace's limit on the default connection is refused",
+        replace(BASE, recorded=Recorded(), token=None, secret=NO_SECRET, quota_refused="over the limit"),
+        "token_is_known",
+        a.Stall,
+        {"reason": Reason.QUOTA_EXCEEDED, "message": "over the limit"},
+    ),
+    Scenario(
+        "the limit never stops an object that has its token from being replaced",
+        replace(BASE, token=None, quota_refused="over the limit"),
+        "token_exists",
+        a.CreateToken,
+        {"reason": Reason.RECREATED},
+    ),
+    Scenario(
+        "a rotation requested while as many tokens retire as allowed waits for the oldest to go",
+        replace(
+            with_recorded(
+                BASE,
+                last_rotation_request="1",
+                retiring=((OTHER, NOW + timedelta(hours=1)), (NEW, NOW + timedelta(hours=2))),
+            ),
+            rotation_request="2",
+            max_retiring=2,
+        ),
+        "in_sync",
+        a.InSync,
+    ),
+    Scenario(
+        "... and goes ahead once one fewer retires",
+        replace(
+            with_recorded(BASE, last_rotation_request="1", retiring=((OTHER, NOW + timedelta(hours=1)),)),
+            rotation_request="2",
+            max_retiring=2,
+        ),
+        "rotation_requested",
+        a.CreateToken,
+        {"reason": Reason.ROTATED},
+    ),
     # --- rotation_requested --------------------------------------------------------------------------
     Scenario(
         "a new rotate annotation value rotates, keeping the old token for the grace period",

@@ -302,3 +302,30 @@ def test_an_escalation_may_lift_a_configured_denial() -> None:
     policy = settings_from(args).policy
     assert scope_denied("logs.ingest", policy)
     assert not scope_denied("logs.read", policy)
+
+
+def test_adoption_through_the_default_connection_is_off_unless_a_namespace_is_named() -> None:
+    from apitoken_operator.reconcile.policy import adoption_violation
+
+    default = PolicySettings()
+    refusal = adoption_violation("team-a", policy=default)
+    assert refusal is not None and "--policy-adopt-namespace" in refusal
+    trusting = PolicySettings(adoption_namespaces=("platform-*",))
+    assert adoption_violation("platform-admin", policy=trusting) is None
+    assert adoption_violation("team-a", policy=trusting) is not None
+
+
+def test_the_default_connection_bounds_grace_periods_and_tokens_per_namespace() -> None:
+    from datetime import timedelta
+
+    from apitoken_operator.reconcile.policy import grace_violation, quota_violation
+
+    policy = PolicySettings(max_tokens_per_namespace=2, max_grace_period=3600.0)
+    short = Desired(name="web", scopes=frozenset({"metrics.read"}), grace_period=timedelta(hours=1))
+    long = Desired(name="web", scopes=frozenset({"metrics.read"}), grace_period=timedelta(hours=2))
+    assert grace_violation(short, policy=policy) is None
+    refusal = grace_violation(long, policy=policy)
+    assert refusal is not None and "gracePeriod" in refusal
+    assert quota_violation("team", holding=1, policy=policy) is None
+    assert quota_violation("team", holding=2, policy=policy) is not None
+    assert quota_violation("team", holding=10_000, policy=PolicySettings()) is None  # no limit by default

@@ -108,13 +108,46 @@ class Connections:
         self._by_credential: dict[str, SharedClient] = {}
         #: (connection Secret namespace/name, is_default) -> the credential key it held when last read
         self._credential_of: dict[tuple[str, bool], str] = {}
+        #: object uid -> the client it used last (see `resolve`)
+        self._used_by: dict[str, SharedClient] = {}
+        #: the id of the default connection's token, once read: never adopted, changed or deleted by anyone
+        self.default_token_id: str | None = None
         #: given to every connection's observer: ids whose tokens changed between listings
         self.on_change: Callable[[set[str]], None] | None = None
         #: connection Secret reads in flight, shared by every reconcile that asks meanwhile
         self._reading: dict[tuple[str, str], asyncio.Future[dict[str, Any] | None]] = {}
 
-    async def resolve(self, *, namespace: str, secret_name: str | None) -> Connection:
-        """The connection the object names; `is_default` follows from `secret_name`, nothing else."""
+    async def resolve(
+        self, *, namespace: str, secret_name: str | None, user: str | None = None
+    ) -> Connection:
+        """The connection the object names; `is_default` follows from `secret_name`, nothing else.
+
+        `user` (an object's uid) is counted as using it until `release(user)`: a client (its pool, its
+        listing of maybe a million tokens, its drift checks) lives only while some object uses it.
+        """
+        connection = await self._resolve(namespace=namespace, secret_name=secret_name)
+        if user is not None:
+            previous = self._used_by.get(user)
+            self._used_by[user] = connection.shared
+            if previous is not None and previous is not connection.shared:
+                await self._close_if_unused(previous)
+        return connection
+
+    async def release(self, user: str) -> None:
+        """The object is gone: its connection's client closes if nobody else uses it."""
+        shared = self._used_by.pop(user, None)
+        if shared is not None:
+            await self._close_if_unused(shared)
+
+    async def _close_if_unused(self, shared: SharedClient) -> None:
+        if any(other is shared for other in self._used_by.values()):
+            return
+        for credential, candidate in list(self._by_credential.items()):
+            if candidate is shared:
+                del self._by_credential[credential]
+                await shared.client.aclose()
+
+    async def _resolve(self, *, namespace: str, secret_name: str | None) -> Connection:
         if secret_name is not None:
             return await self._from_secret(namespace, secret_name, is_default=False)
         default = self._settings.default_connection
@@ -166,6 +199,8 @@ class Connections:
             if shared is not made:  # another reconcile made one meanwhile
                 await made.client.aclose()
         await self._retire_replaced((f"{namespace}/{name}", is_default), credential)
+        if is_default:
+            self.default_token_id = token.token_id
         return Connection(shared=shared, name=f"{namespace}/{name}", is_default=is_default)
 
     async def _new_client(

@@ -123,6 +123,8 @@ async def gather(
     peers: PeerDirectory | None = None,
     credential_token_ids: frozenset[str] = frozenset(),
     adoption_refused: str | None = None,
+    quota_refused: str | None = None,
+    max_retiring: int | None = None,
 ) -> Input:
     """`ids_of_others(uid)`: token ids recorded by other ApiTokens, never candidates of a lost create.
 
@@ -205,6 +207,8 @@ async def gather(
         credential_token_ids=credential_token_ids,
         adopt_claimed=adopt_claimed,
         adoption_refused=adoption_refused,
+        quota_refused=quota_refused,
+        max_retiring=max_retiring,
         deleting=deleting,
         reference=work.reference,
         release_requested=(work.metadata.get("annotations") or {}).get(RELEASE_ANNOTATION) == "true",

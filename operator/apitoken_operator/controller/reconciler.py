@@ -35,7 +35,12 @@ from apitoken_operator.reconcile import creation
 from apitoken_operator.reconcile.attention import FINALIZER
 from apitoken_operator.reconcile.model import Desired, Input, SpecError
 from apitoken_operator.reconcile.plan import next_renewal, plan
-from apitoken_operator.reconcile.policy import policy_violation
+from apitoken_operator.reconcile.policy import (
+    adoption_violation,
+    grace_violation,
+    policy_violation,
+    quota_violation,
+)
 from apitoken_operator.reconcile.reasons import Reason
 from apitoken_operator.reconcile.status import Health, Outcome, conditions, same_conditions, token_fields
 from apitoken_operator.settings import OperatorSettings
@@ -109,10 +114,13 @@ class Reconciler:
         identity: str | None = None,
         peers: PeerDirectory | None = None,
         budgets: Budgets | None = None,
+        holding: Callable[[str], int] = lambda namespace: 0,
     ) -> None:
         """`identity`: this process's peering identity, recorded with each intent; `peers`: who else is
-        alive (peering only); `budgets`: how many reconciles each connection may run at once."""
+        alive (peering only); `budgets`: how many reconciles each connection may run at once; `holding`:
+        how many ApiTokens of a namespace hold a token (for the default connection's per-namespace limit)."""
         self._budgets = budgets
+        self._holding = holding
         self._identity = identity
         self._peers = peers
         self._kube = kube
@@ -349,10 +357,13 @@ class Reconciler:
 
     async def _connection(self, work: Work, desired: Desired, *, deleting: bool) -> Connection:
         connection = await self._connections.resolve(
-            namespace=work.namespace, secret_name=desired.connection_secret
+            namespace=work.namespace, secret_name=desired.connection_secret, user=work.uid
         )
         if connection.is_default and not deleting:
-            violation = policy_violation(desired, namespace=work.namespace, policy=self._settings.policy)
+            policy = self._settings.policy
+            violation = policy_violation(desired, namespace=work.namespace, policy=policy) or grace_violation(
+                desired, policy=policy
+            )
             if violation:
                 raise ConnectionProblem(Reason.POLICY_DENIED, violation)
         return connection
@@ -382,6 +393,20 @@ class Reconciler:
                 foreign_create_window=self._foreign_create_window,
                 identity=self._identity,
                 peers=self._peers,
+                credential_token_ids=self._credential_token_ids(),
+                adoption_refused=(
+                    adoption_violation(work.namespace, policy=self._settings.policy)
+                    if connection.is_default and desired.adopt_token_id
+                    else None
+                ),
+                quota_refused=(
+                    quota_violation(
+                        work.namespace, holding=self._holding(work.namespace), policy=self._settings.policy
+                    )
+                    if connection.is_default and not work.status.get("id")
+                    else None
+                ),
+                max_retiring=self._settings.max_retiring,
             )
             step = plan(state)
             logger.debug("%s: %s -> %s", work.reference, step.check, type(step.action).__name__)
@@ -401,6 +426,11 @@ class Reconciler:
             await self._apply(work, action, desired=desired, connection=connection, token=state.token)
         outcome = Outcome(Health.RECONCILING, Reason.PROGRESSING, "still converging; will continue shortly")
         return await self._settle(work, outcome, retry_after=1.0)
+
+    def _credential_token_ids(self) -> frozenset[str]:
+        """The default connection's token (the object's own connection's is added by `gather`)."""
+        default = self._connections.default_token_id
+        return frozenset({default}) if default else frozenset()
 
     @property
     def _foreign_create_window(self) -> timedelta | None:

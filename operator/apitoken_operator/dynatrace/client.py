@@ -342,13 +342,7 @@ class DynatraceClient:
             try:
                 await self._take_slot(deadline)
                 try:
-                    response = await self._http.request(
-                        method,
-                        path,
-                        json=body,
-                        params=params,
-                        timeout=self._attempt_timeout(deadline - self._monotonic()),
-                    )
+                    response = await self._send(method, path, body=body, params=params, deadline=deadline)
                 finally:
                     self._in_flight.release()
             except httpx.RequestError as exc:
@@ -399,6 +393,40 @@ class DynatraceClient:
                     RetryEvent(operation=operation, attempt=attempt, delay=delay, hint=hint, error=error)
                 )
             await self._sleep(delay)
+
+    async def _send(
+        self, method: str, path: str, *, body: Any, params: dict[str, str] | None, deadline: float
+    ) -> httpx.Response:
+        """One attempt, read whole, but never past the call's deadline nor `max_response_bytes`.
+
+        httpx's timeouts bound each wait for a byte; a server that trickles bytes, or streams an endless
+        answer, would pass them all. A Dynatrace answer is a page of at most 10,000 tokens.
+        """
+        remaining = deadline - self._monotonic()
+        request = self._http.build_request(
+            method, path, json=body, params=params, timeout=self._attempt_timeout(remaining)
+        )
+        try:
+            async with asyncio.timeout(max(remaining, 0.001)):
+                response = await self._http.send(request, stream=True)
+                try:
+                    content = bytearray()
+                    limit = self.settings.max_response_bytes
+                    async for chunk in response.aiter_bytes():
+                        content += chunk
+                        if len(content) > limit:
+                            raise httpx.DecodingError(
+                                f"the answer passed {limit:,} bytes; not read further", request=request
+                            )
+                finally:
+                    await response.aclose()
+        except TimeoutError:
+            raise httpx.ReadTimeout(
+                "the call's deadline passed while the answer was read", request=request
+            ) from None
+        return httpx.Response(
+            response.status_code, headers=response.headers, content=bytes(content), request=request
+        )
 
     async def _take_slot(self, deadline: float) -> None:
         """The connection's share of the environment's request pool, waited for within the deadline.

@@ -226,3 +226,7 @@ class Input:
     adopt_claimed: bool = False
     #: why this object may not adopt through its connection (the operator's policy), if it may not
     adoption_refused: str | None = None
+    #: why a first token for this object would pass its namespace's limit (the operator's policy)
+    quota_refused: str | None = None
+    #: rotated-out tokens the object may keep at once; a rotation due while that many retire waits
+    max_retiring: int | None = None

@@ -109,6 +109,8 @@ def token_is_known(state: Input) -> a.Action | None:
                 "fix the id, or remove spec.adoptTokenId to create a new token",
             )
         return a.AdoptToken(token_id=adopt)
+    if state.quota_refused is not None:
+        return a.Stall(Reason.QUOTA_EXCEEDED, state.quota_refused)
     return _create(state, Reason.CREATED, why="no token exists for this ApiToken yet")
 
 
@@ -152,7 +154,7 @@ def token_exists(state: Input) -> a.Action | None:
 
 def rotation_requested(state: Input) -> a.Action | None:
     request = state.rotation_request
-    if not request or request == state.recorded.last_rotation_request:
+    if not request or request == state.recorded.last_rotation_request or _retiring_full(state):
         return None
     return _create(
         state,
@@ -249,7 +251,7 @@ def renewal_due(state: Input) -> a.Action | None:
                 f"lifetime ({desired.expiration_date}), or every new token would be due at once",
             )
     renew_at = next_renewal(state)
-    if renew_at is None or renew_at > state.now:
+    if renew_at is None or renew_at > state.now or _retiring_full(state):
         return None
     return _create(
         state,
@@ -391,6 +393,12 @@ DELETION_CHECKS: tuple[Check, ...] = (
 def _held_token_id(secret: SecretFacts) -> str | None:
     """The id of the token in a Secret this ApiToken owns (its annotation need not be intact)."""
     return secret.value_token_id if secret.exists and secret.owned else None
+
+
+def _retiring_full(state: Input) -> bool:
+    """As many rotated-out tokens retire as an object may keep: the next rotation waits for the oldest
+    (its deletion is due at a known time, which brings the object back)."""
+    return state.max_retiring is not None and len(state.recorded.retiring) >= state.max_retiring
 
 
 def _proven_held_token_id(state: Input) -> str | None:

@@ -75,3 +75,37 @@ def _fold(name: str) -> str:
 
 def _any(value: str, patterns: tuple[str, ...]) -> bool:
     return any(fnmatchcase(value, p) for p in patterns)
+
+
+def adoption_violation(namespace: str, *, policy: PolicySettings) -> str | None:
+    """Why an object of `namespace` may not adopt a token through the default connection, or None."""
+    if any(fnmatchcase(namespace, pattern) for pattern in policy.adoption_namespaces):
+        return None
+    return (
+        f"namespace {namespace!r} may not adopt tokens through the operator's default connection (it can "
+        "see every token of the environment); ask the operator's administrators "
+        "(--policy-adopt-namespace), or adopt through a connection Secret of this namespace"
+    )
+
+
+def grace_violation(desired: Desired, *, policy: PolicySettings) -> str | None:
+    """Why the default connection must not keep rotated-out tokens this long, or None."""
+    limit = policy.max_grace_period
+    if desired.grace_period.total_seconds() > limit:
+        return (
+            f"spec.rotation.gracePeriod is longer than the operator's policy allows for the default "
+            f"connection ({limit / 3600:g} h): a rotated-out token stays usable that long"
+        )
+    return None
+
+
+def quota_violation(namespace: str, *, holding: int, policy: PolicySettings) -> str | None:
+    """Why a new token through the default connection would pass the namespace's limit, or None."""
+    limit = policy.max_tokens_per_namespace
+    if limit is not None and holding >= limit:
+        return (
+            f"namespace {namespace!r} already has {holding} ApiTokens holding tokens, the limit for a new "
+            f"token through the operator's default connection ({limit}); delete one, or use a connection "
+            "Secret of this namespace"
+        )
+    return None

@@ -36,6 +36,7 @@ class Reason(StrEnum):
     SECRET_NAME_TAKEN = "SecretNameTaken"
     ADOPTED_TOKEN_NOT_FOUND = "AdoptedTokenNotFound"
     ADOPTION_REFUSED = "AdoptionRefused"
+    QUOTA_EXCEEDED = "QuotaExceeded"
     EXPIRED = "Expired"
     # problems that may pass by themselves (Reconciling, retried)
     THROTTLED = "Throttled"
