@@ -163,6 +163,7 @@ def test_defaults_orphan_no_namespace_no_expiry() -> None:
         ({"name": "padded\n"}, "whitespace"),
         ({"name": "x" * 256}, "longer than 255"),
         ({"name": "bad \ud800 text"}, "Unicode"),
+        ({"name": "ci [creating " + "0" * 32 + "]"}, "being created by an apitoken-operator"),
         ({"enabled": None}, "enabled"),
         ({"scopes": None}, "scopes"),
         ({"scopes": []}, "no scopes"),

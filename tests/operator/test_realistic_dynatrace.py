@@ -81,7 +81,7 @@ def test_a_lost_create_never_deletes_another_operators_token_of_the_same_name(
     wait_until(
         lambda: mine.emulator.counters.count("create", "dropped") >= 1, what="a create answer to be lost"
     )
-    faults.reset()
+    mine.reset_faults()
     my_token = mine.wait_ready("web", timeout=60)["status"]["id"]
 
     assert my_token != their_token

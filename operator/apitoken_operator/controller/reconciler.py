@@ -471,7 +471,10 @@ class Reconciler:
                 expires=parse_date(expires, now=state.now) if expires else None,
             )
         extra = {"nextRenewal": format_date(renewal) if renewal else None}
-        due = [when for _, when in state.recorded.retiring] + ([renewal] if renewal else [])
+        # A renewal already due is waiting for a retiring token to go (--max-retiring): that token's own
+        # time brings the object back, not the overdue renewal (which would wake it at once, for ever).
+        pending_renewal = [renewal] if renewal and renewal > state.now else []
+        due = [when for _, when in state.recorded.retiring] + pending_renewal
         requeue = max(0.0, (min(due) - state.now).total_seconds()) + 0.5 if due else None
         result = await self._settle(
             work, Outcome(Health.READY, Reason.READY, message), token=state.token, extra=extra

@@ -25,6 +25,7 @@ import yaml
 from apitoken_operator.dynatrace.dates import DateFormatError, is_relative, parse_date
 from apitoken_operator.dynatrace.models import ApiToken
 from apitoken_operator.dynatrace.secrets import TOKEN_ID_PATTERN
+from apitoken_operator.reconcile import creation
 from apitoken_operator.reconcile.attention import ROTATE_ANNOTATION
 
 __all__ = [
@@ -106,6 +107,11 @@ def check_token(token: ApiToken) -> None:
         raise Unexportable("its name starts or ends with whitespace, which the CRD rejects")
     if not _encodable(name):
         raise Unexportable("its name is not valid Unicode text")
+    if creation.is_marked(name):
+        raise Unexportable(
+            "it is being created by an apitoken-operator (its name carries a create attempt's mark), "
+            "or was left by a create whose answer was lost, which that operator deletes"
+        )
     if token.enabled is None:
         raise Unexportable("Dynatrace did not report whether it is enabled")
     if token.scopes is None:
