@@ -209,3 +209,31 @@ def test_a_personal_access_token_connection_after_the_environment_turned_them_of
     assert {t.id for t in live_tokens(env)} == tokens_before  # nothing deleted
     warnings = [e for e in env.events("pat-1") if e.type == "Warning" and e.reason == Reason.UNAUTHORIZED]
     assert warnings
+
+
+def test_tokens_in_use_reach_the_status_once_not_at_every_drift_check(operator_env: OperatorEnv) -> None:
+    """Consumers use every token all the time. The first use shows in the status; later ones within
+    --last-used-interval (an hour by default) rewrite nothing, whatever the drift checks see."""
+    env = operator_env
+    env.start("--drift-interval", "1")
+    names = [f"used-{i}" for i in range(20)]
+    for name in names:
+        env.apply(name, spec(name))
+    wait_invariants(env, count=len(names))
+    env.emulator.usage_round(1.0)  # every token used once
+
+    def first_use_shown() -> dict[str, str] | None:
+        items = apitokens(env, env.namespace)
+        if all((item.get("status") or {}).get("lastUsedDate") for item in items):
+            return {item["metadata"]["name"]: item["metadata"]["resourceVersion"] for item in items}
+        return None
+
+    versions = wait_until(first_use_shown, timeout=30, what="the first use in every status")
+    for _ in range(5):  # five more drift checks, every token used again before each
+        env.emulator.usage_round(1.0)
+        time.sleep(1.0)
+    after = {
+        item["metadata"]["name"]: item["metadata"]["resourceVersion"]
+        for item in apitokens(env, env.namespace)
+    }
+    assert after == versions, "a token's use alone rewrote its ApiToken"
