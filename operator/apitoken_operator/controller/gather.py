@@ -174,19 +174,21 @@ async def gather(
     if connection is not None:
         credential_token_ids = credential_token_ids | {connection.client.token_id}
         held = secret.value_token_id if secret.owned else None
-        wanted = recorded.token_id or ((held or desired.adopt_token_id) if recorded.pending is None else None)
-        if wanted:
-            token = await connection.observer.token(wanted, max_age=0 if fresh else None)
-            if token is None:  # absent from a listing is not gone: listings are late and can skip
-                token = await connection.observer.confirm(wanted)
         if (
             held
             and held != recorded.token_id
             and not waiting
             and (recorded.token_id is None or recorded.pending)
         ):
+            # The plan would take this id from the Secret: only once a lookup proves the value is its secret
             value = secrets.stored_secret(work.secret_bodies[desired.secret_name], key=desired.secret_key)
             proven = value is not None and await connection.observer.proves(value, token_id=held)
+        held_by_proof = held if proven else None
+        wanted = recorded.token_id or ((held_by_proof or adopt) if recorded.pending is None else None)
+        if wanted:
+            token = await connection.observer.token(wanted, max_age=0 if fresh else None)
+            if token is None:  # absent from a listing is not gone: listings are late and can skip
+                token = await connection.observer.confirm(wanted)
         if recorded.pending and not waiting:  # while another replica may still be creating, not yet
             tokens = await connection.observer.tokens(max_age=0)
             others = ids_of_others(work.uid)
