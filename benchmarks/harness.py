@@ -23,6 +23,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -33,6 +34,7 @@ from kubernetes.client import ApiException
 
 from apitoken_operator.devenv.controlplane import ControlPlane, die_with_parent, free_port, stop_process_group
 from apitoken_operator.devenv.paths import SOURCE_ROOT
+from apitoken_operator.dynatrace.dates import parse_date
 from apitoken_operator.metrics import NAMESPACE as METRICS_NAMESPACE
 
 GROUP, VERSION, PLURAL = "dynatrace.apitokens.io", "v1alpha1", "apitokens"
@@ -50,8 +52,9 @@ def progress(message: str) -> None:
     print(f"[{time.monotonic() - _started:7.1f}s] {message}", file=sys.stderr, flush=True)
 
 
-def emulator_command(admin_file: pathlib.Path) -> list[str]:
-    """The emulator CLI on a free port, writing its admin token to `admin_file` (both benchmarks use it)."""
+def emulator_command(admin_file: pathlib.Path, *, profile: str | None = None) -> list[str]:
+    """The emulator CLI on a free port, writing its admin token to `admin_file` (both benchmarks use it);
+    `profile` ("realistic") starts it from that fault profile."""
     return [
         sys.executable,
         "-m",
@@ -61,6 +64,7 @@ def emulator_command(admin_file: pathlib.Path) -> list[str]:
         "0",
         "--admin-token-file",
         str(admin_file),
+        *(["--profile", profile] if profile else []),
     ]
 
 
@@ -152,11 +156,12 @@ class CpuMeter:
 class Emulator:
     """`apitoken-operator emulator` in its own process, its admin endpoint, and bulk token helpers."""
 
-    def __init__(self, workdir: pathlib.Path) -> None:
+    def __init__(self, workdir: pathlib.Path, *, profile: str | None = None) -> None:
         self.admin_file = workdir / "emulator-admin.token"
         self.log = workdir / "emulator.log"
+        self.profile = profile
         self.process = _spawn(
-            emulator_command(self.admin_file),
+            emulator_command(self.admin_file, profile=profile),
             log=self.log,
             stdout_pipe=True,
         )
@@ -191,6 +196,26 @@ class Emulator:
 
     def reset_counters(self) -> None:
         self.http.delete("/_emulator/counters").raise_for_status()
+
+    def faults(self) -> dict[str, Any]:
+        result: dict[str, Any] = self.http.get("/_emulator/faults").raise_for_status().json()
+        return result
+
+    def set_faults(self, config: dict[str, Any], *, replace: bool = False) -> dict[str, Any]:
+        """PATCH (only the given settings) or, with `replace`, PUT the fault configuration."""
+        method = "PUT" if replace else "PATCH"
+        result: dict[str, Any] = (
+            self.http.request(method, "/_emulator/faults", json=config).raise_for_status().json()
+        )
+        return result
+
+    def clock(self) -> tuple[datetime, float]:
+        """The emulator clock's now and its offset from real time, in seconds."""
+        state = self.http.get("/_emulator/clock").raise_for_status().json()
+        return parse_date(state["now"], now=datetime.now(UTC)), float(state["offset_seconds"])
+
+    def set_clock_offset(self, offset_seconds: float) -> None:
+        self.http.put("/_emulator/clock", json={"offset_seconds": offset_seconds}).raise_for_status()
 
     def token_count(self) -> int:
         return int(self.http.get("/_emulator/health").raise_for_status().json()["tokens"])
@@ -365,13 +390,25 @@ class ApiTokenWatch:
     token_ids: dict[str, str] = field(default_factory=dict)
     present: set[str] = field(default_factory=set)
     events: Counter[str] = field(default_factory=Counter)
+    #: MODIFIED events (resourceVersion changes) per object
+    modified: Counter[str] = field(default_factory=Counter)
+    #: when (monotonic) each MODIFIED event arrived
+    modified_at: list[float] = field(default_factory=list)
+    #: what those MODIFIED events changed: `status.<key>` and `metadata.<key>` (annotations, finalizers,
+    #: labels), one count per event and key; "other" when neither moved (spec, say)
+    changed: Counter[str] = field(default_factory=Counter)
+    #: objects whose status carries the token's creationDate (written by the first listing after a create)
+    dated: set[str] = field(default_factory=set)
     reconnects: int = 0
+    #: monotonic time of the last event of any kind (LISTED included)
+    last_event_at: float = 0.0
 
     def __post_init__(self) -> None:
         self._condition = threading.Condition()
         self._stop = threading.Event()
         self._synced = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"watch-{self.namespace}", daemon=True)
+        self._last: dict[str, dict[str, Any]] = {}
 
     def __enter__(self) -> ApiTokenWatch:
         self._thread.start()
@@ -432,15 +469,41 @@ class ApiTokenWatch:
         name = body["metadata"]["name"]
         with self._condition:
             self.events[kind] += 1
+            self.last_event_at = now
             if kind == "DELETED":
                 self.deleted_at.setdefault(name, now)
                 self.present.discard(name)
+                self._last.pop(name, None)
             else:
                 self.present.add(name)
+                self._compare(kind, name, body, now)
                 if name not in self.ready_at and is_ready(body):
                     self.ready_at[name] = now
                     self.token_ids[name] = (body.get("status") or {}).get("id") or ""
             self._condition.notify_all()
+
+    def _compare(self, kind: str, name: str, body: dict[str, Any], now: float) -> None:
+        metadata = body.get("metadata") or {}
+        seen = {
+            **{f"status.{key}": value for key, value in (body.get("status") or {}).items()},
+            **{f"metadata.{key}": metadata.get(key) for key in ("annotations", "finalizers", "labels")},
+        }
+        if seen.get("status.creationDate"):
+            self.dated.add(name)
+        before = self._last.get(name)
+        self._last[name] = seen
+        if kind != "MODIFIED":
+            return
+        self.modified[name] += 1
+        self.modified_at.append(now)
+        if before is not None:
+            keys = [key for key in seen.keys() | before.keys() if seen.get(key) != before.get(key)]
+            self.changed.update(keys or ["other"])
+
+    def seen(self, name: str) -> dict[str, Any]:
+        """The object's status and metadata keys as last seen (`status.id`, `metadata.finalizers`, ...)."""
+        with self._condition:
+            return dict(self._last.get(name, {}))
 
     def wait(
         self,

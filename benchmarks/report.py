@@ -26,6 +26,12 @@ def _get(section: str, key: str) -> Callable[[dict[str, Any]], Any]:
     return lambda result: result[section][key]
 
 
+def _by_operation(calls: dict[str, float]) -> str:
+    """`list 60, update 0`: calls per operation, largest first ("none" when there were none)."""
+    ordered = sorted(calls.items(), key=lambda item: (-item[1], item[0]))
+    return ", ".join(f"{operation} {number:g}" for operation, number in ordered) or "none"
+
+
 TARGETS = (
     Target(
         "create -> Ready, p50",
@@ -58,7 +64,7 @@ TARGETS = (
         " s",
     ),
     Target(
-        "burst: Dynatrace calls (1/enabled, 2/disabled)",
+        "burst: Dynatrace calls (2/token: create, rename)",
         "= expected",
         "burst",
         "tokens",
@@ -132,6 +138,43 @@ TARGETS = (
         lambda r: r["restart"]["dynatrace_calls"] <= 2,
     ),
     Target(
+        "steady: ApiToken writes per token per hour",
+        "<= 1 write/token/hour",
+        "steady",
+        "tokens",
+        FULL.steady_tokens,
+        _get("steady", "apitoken_writes_per_token_per_hour"),
+        lambda r: r["steady"]["apitoken_writes_per_token_per_hour"] <= 1,
+    ),
+    Target(
+        "steady: Ready objects left undated by listings",
+        "0",
+        "steady",
+        "tokens",
+        FULL.steady_tokens,
+        _get("steady", "undated_at_start"),
+        lambda r: r["steady"]["undated_at_start"] == 0,
+    ),
+    Target(
+        "steady: Dynatrace calls per hour",
+        "(report)",
+        "steady",
+        "tokens",
+        FULL.steady_tokens,
+        lambda r: _by_operation(r["steady"]["dynatrace_calls_per_hour_by_operation"]),
+        None,
+    ),
+    Target(
+        "steady: operator CPU in the window",
+        "(report)",
+        "steady",
+        "tokens",
+        FULL.steady_tokens,
+        _get("steady", "operator_cpu_seconds"),
+        None,
+        " s",
+    ),
+    Target(
         "operator peak RSS (VmHWM)",
         "<= 200 MB",
         "rss_mb",
@@ -160,6 +203,8 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
             size_text += f" (target {target.full_size:,})"
         if target.section == "restart":
             size_text += f", {section['seconds_observed']:.0f} s"
+        if target.section == "steady":
+            size_text += f", {section['emulated_minutes']:g} emulated min"
         try:
             measured = f"{target.measured(result)}{target.unit}"
             met = "report" if target.met is None else ("yes" if target.met(result) else "NO")

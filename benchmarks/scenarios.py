@@ -14,9 +14,11 @@ import pathlib
 import statistics
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 import kubernetes
@@ -25,6 +27,7 @@ from apitoken_operator.controller.observer import MAX_PAGE_SIZE as OBSERVER_PAGE
 from apitoken_operator.controller.observer import Observer
 from apitoken_operator.devenv.controlplane import ControlPlane
 from apitoken_operator.dynatrace.client import DynatraceClient
+from apitoken_operator.dynatrace.dates import format_date
 from apitoken_operator.dynatrace.secrets import TokenSecret
 from benchmarks.harness import (
     GROUP,
@@ -60,6 +63,15 @@ class Sizes:
     drift_interval: float
     drift_window: float
     rss_tokens: int
+    #: Ready ApiTokens, all in use, watched in the steady state
+    steady_tokens: int
+    #: real seconds the steady state is measured for
+    steady_seconds: float
+    #: how many times faster than real time the emulator clock runs in that window
+    steady_speed: float
+    #: the operator's --last-used-interval in the steady scenario: emulated seconds, passed unscaled,
+    #: because the operator compares it with the emulator's lastUsedDate values (emulator clock)
+    steady_last_used_interval: float
 
 
 FULL = Sizes(
@@ -70,6 +82,10 @@ FULL = Sizes(
     drift_interval=2.0,
     drift_window=20.0,
     rss_tokens=10000,
+    steady_tokens=1000,
+    steady_seconds=60.0,
+    steady_speed=10.0,
+    steady_last_used_interval=3600.0,
 )
 QUICK = Sizes(
     latency_tokens=100,
@@ -79,7 +95,17 @@ QUICK = Sizes(
     drift_interval=2.0,
     drift_window=6.0,
     rss_tokens=300,
+    steady_tokens=100,
+    steady_seconds=30.0,
+    steady_speed=10.0,
+    steady_last_used_interval=3600.0,
 )
+#: The steady state's drift interval in emulated seconds (the operator gets it divided by the speed).
+STEADY_DRIFT_INTERVAL = 60.0
+#: Drift listings (after all are Ready) within which every object should have its token's dates.
+DATING_LISTINGS = 3
+#: How often the benchmark moves the emulator clock on during the steady window (real seconds).
+CLOCK_STEP = 0.5
 
 
 @dataclass
@@ -269,7 +295,9 @@ def burst_restart_delete(ctx: Context) -> dict[str, Any]:
     result: dict[str, Any] = {}
     with ctx.watch(namespace) as watch:
         operator = ctx.start_operator(namespace, "burst")
-        ctx.warm_up(namespace, watch, operator)
+        # kept: the operator closes a connection's client when its last object is gone, and a new one
+        # costs an owner lookup and a first listing that are no part of the burst
+        ctx.warm_up(namespace, watch, operator, keep=True)
         ctx.emulator.reset_counters()
         before = apiserver_requests(ctx.plane)
         cpu = ctx.cpu(operator)
@@ -297,7 +325,9 @@ def burst_restart_delete(ctx: Context) -> dict[str, Any]:
             "seconds": round(last_ready - started, 2),
             "create_calls_seconds": round(created - started, 2),
             "dynatrace_calls": sum(calls.values()),
-            "dynatrace_calls_expected": enabled_count + 2 * (count - enabled_count),
+            # every create is a POST and one PUT (the rename from its attempt's name to the declared one,
+            # with the enabled state), enabled or not
+            "dynatrace_calls_expected": 2 * count,
             "dynatrace_calls_by_operation": calls,
             "dynatrace_calls_failed": failed,
             "kubernetes_writes": writes.total() - ours,
@@ -340,7 +370,7 @@ def _restart(
     while True:
         operator.check_alive()
         now = time.monotonic()
-        if resumed_at is None and operator.reconciles() >= len(names):
+        if resumed_at is None and operator.reconciles() >= len(watch.present):  # the warm-up's too
             resumed_at = now
         if now - started >= seconds and (resumed_at is not None or now - started >= RESUME_TIMEOUT):
             break
@@ -354,6 +384,7 @@ def _restart(
     )
     return {
         "tokens": len(names),
+        "objects": len(watch.present),  # the burst's and the warm-up's
         "seconds_observed": round(observed, 1),
         "all_resumed_seconds": round(resumed_at - started, 1) if resumed_at is not None else None,
         "creates": calls.get("create", 0),
@@ -496,6 +527,248 @@ def _drift_operator(ctx: Context) -> dict[str, Any]:
         "operator_other_calls": sum(calls.values()) - calls.get("list", 0),
         "operator_rss_mb": memory.rss_mb if memory else None,
         "operator_rss_mb_before_window": memory_before.rss_mb if memory_before else None,
+    }
+
+
+# --- steady state ----------------------------------------------------------------------------------------
+
+
+class _ClockDriver:
+    """A thread running the emulator clock `speed` times faster than real time: every CLOCK_STEP real
+    seconds it sets the clock's offset to where it should be by now (so no step is lost to a slow call)."""
+
+    def __init__(self, emulator: Emulator, speed: float) -> None:
+        self._emulator = emulator
+        self._speed = speed
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="emulator-clock", daemon=True)
+        self.steps = 0
+        self.error: Exception | None = None
+
+    def __enter__(self) -> _ClockDriver:
+        _, self._offset = self._emulator.clock()
+        self._started = time.monotonic()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        if self.error is None and not self._thread.is_alive():
+            self._step()  # the clock where it should be at the end, not up to one step behind
+
+    def _run(self) -> None:
+        while not self._stop.wait(CLOCK_STEP):
+            try:
+                self._step()
+            except Exception as error:  # reported by the scenario, not lost in this thread
+                self.error = error
+                return
+
+    def _step(self) -> None:
+        elapsed = time.monotonic() - self._started
+        self._emulator.set_clock_offset(self._offset + (self._speed - 1) * elapsed)
+        self.steps += 1
+
+
+def _by_emulated_minute(
+    moments: list[float], real_start: float, emulated_start: datetime, speed: float
+) -> dict[str, int]:
+    """Monotonic moments as `{"HH:MM": n}` of the emulator clock (UTC), the minutes with any."""
+    minutes: Counter[str] = Counter()
+    for moment in moments:
+        emulated = emulated_start + timedelta(seconds=(moment - real_start) * speed)
+        minutes[emulated.strftime("%H:%M")] += 1
+    return dict(minutes)
+
+
+def _per_hour(number: float, hours: float, *, digits: int = 2) -> float | None:
+    return round(number / hours, digits) if hours > 0 else None
+
+
+def _steady_ready(
+    ctx: Context,
+    namespace: str,
+    watch: ApiTokenWatch,
+    operator: Operator,
+    names: list[str],
+    *,
+    drift_interval: float,
+) -> tuple[float, float, float, list[str]]:
+    """Create `names`, wait until all are Ready, then until a listing has dated them all and the writes it
+    caused have landed: when the first create started, when all were Ready, when all were dated (or
+    waiting for it stopped), and the objects that were not."""
+    count = len(names)
+    progress(f"steady: creating {count} ApiTokens")
+    started, _ = ctx.create_many(namespace, names, enabled=lambda index: True)
+    watch.wait(
+        lambda: all(name in watch.ready_at for name in names),
+        timeout=max(300.0, count * 0.5),
+        what=f"{count} ApiTokens to be Ready",
+        check=operator.check_alive,
+        report=lambda: f"  {watch.ready_count(names)}/{count} Ready",
+        every=10.0,
+    )
+    all_ready = time.monotonic()
+    # The first listing after a create writes the dates its answer lacks (creationDate, the
+    # first use): a one-off per object, not the steady state, so the window starts after it. Objects
+    # still without them after a few listings are reported (`undated`), not waited for.
+    give_up = all_ready + drift_interval * DATING_LISTINGS + 30.0
+    watch.wait(
+        lambda: all(name in watch.dated for name in names) or time.monotonic() >= give_up,
+        timeout=give_up - all_ready + 10.0,
+        what="the first drift listing's dates on every ApiToken",
+        check=operator.check_alive,
+        report=lambda: f"  {sum(1 for n in names if n in watch.dated)}/{count} dated",
+    )
+    dated = time.monotonic()
+    undated = [name for name in names if name not in watch.dated]
+    if undated:
+        progress(
+            f"steady: {len(undated)} ApiToken(s) still without status.creationDate "
+            f"{dated - all_ready:.0f} s after all were Ready, e.g. {undated[:3]}"
+        )
+    watch.wait(  # and the writes that listing caused have landed
+        lambda: time.monotonic() - watch.last_event_at >= 2.0,
+        timeout=60.0,
+        what="the ApiTokens to be quiet for 2 s after the first listing",
+        check=operator.check_alive,
+    )
+    return started, all_ready, dated, undated
+
+
+def steady(ctx: Context) -> dict[str, Any]:
+    """N Ready ApiTokens whose tokens consumers use every second, watched for a while with the emulator
+    clock running `steady_speed` times faster than real time: ApiToken writes and Dynatrace calls per
+    emulated hour, and the operator's CPU.
+
+    The operator's timers are real time, so its drift interval is scaled down by the speed (60 emulated
+    seconds). Its --last-used-interval is not a timer: it is compared with the tokens' lastUsedDate values,
+    which the emulator writes from its own clock, so it is passed unscaled (emulated seconds).
+    """
+    namespace, count = "bench-steady", ctx.sizes.steady_tokens
+    speed, window = ctx.sizes.steady_speed, ctx.sizes.steady_seconds
+    drift_interval = STEADY_DRIFT_INTERVAL / speed
+    last_used_interval = ctx.sizes.steady_last_used_interval
+    emulator = ctx.emulator
+    names = [f"steady-{index:05d}" for index in range(count)]
+    prepare_namespace(ctx.api, namespace, emulator)
+    faults_before = emulator.faults()
+    usage = {"usage_interval": 1.0, "usage_ratio": 1.0}
+    emulator.set_faults(usage)
+    try:
+        with ctx.watch(namespace) as watch:
+            operator = ctx.start_operator(
+                namespace,
+                "steady",
+                "--drift-interval",
+                f"{drift_interval:g}",
+                "--last-used-interval",
+                f"{last_used_interval:g}",
+            )
+            ctx.warm_up(namespace, watch, operator)
+            started, all_ready, dated, undated = _steady_ready(
+                ctx, namespace, watch, operator, names, drift_interval=drift_interval
+            )
+            undated_example = watch.seen(undated[0]) if undated else None
+            progress(
+                f"steady: {count} Ready {all_ready - started:.1f} s after the first create, dated "
+                f"{dated - all_ready:.1f} s later; measuring {window:g} s at {speed:g}x"
+            )
+            measured = _steady_window(ctx, watch, operator, seconds=window, speed=speed)
+            ctx.stop_operator(operator)
+    finally:
+        emulator.set_faults(faults_before, replace=True)
+    hours = measured["emulated_seconds"] / 3600
+    writes = measured["apitoken_writes"]
+    modified = measured["apitoken_modified_events"]
+    calls = measured["dynatrace_calls_by_operation"]
+    pages = max(1, math.ceil(emulator.token_count() / OBSERVER_PAGE_SIZE))
+    result = {
+        "tokens": count,
+        "speed": speed,
+        "scaling": {
+            "emulator_clock": f"{speed:g}x real time: its offset moved on every {CLOCK_STEP:g} real s",
+            "operator_drift_interval_seconds": drift_interval,
+            "operator_drift_interval_emulated_seconds": STEADY_DRIFT_INTERVAL,
+            "operator_last_used_interval_seconds": last_used_interval,
+            "operator_last_used_interval_note": (
+                "not scaled: the operator compares it with lastUsedDate values, which the emulator "
+                "writes from its clock (already running faster)"
+            ),
+            "usage": usage,
+        },
+        "apitoken_writes_per_token_per_hour": _per_hour(writes / count, hours, digits=3),
+        "apitoken_modified_per_token_per_hour": _per_hour(modified / count, hours, digits=3),
+        "dynatrace_calls_per_hour_by_operation": {op: _per_hour(n, hours) for op, n in calls.items()},
+        "drift_listings": round(calls.get("list", 0) / pages, 1),
+        "drift_listings_expected": round(measured["emulated_seconds"] / STEADY_DRIFT_INTERVAL, 1),
+        "ready_seconds": round(all_ready - started, 1),
+        "dated_after_ready_seconds": round(dated - all_ready, 1),
+        # objects whose status still lacked the token's creationDate when the window began (the first
+        # listing's dates never reached them); their dates, if they come, are written in the window
+        "undated_at_start": len(undated),
+        "undated_at_start_names": undated[:10],
+        "undated_at_start_example": undated_example,
+        **measured,
+    }
+    progress(
+        f"steady: {writes} ApiToken writes in {measured['emulated_minutes']:g} emulated min "
+        f"({result['apitoken_writes_per_token_per_hour']}/token/hour); Dynatrace calls {calls}"
+    )
+    return {"steady": result}
+
+
+def _steady_window(
+    ctx: Context, watch: ApiTokenWatch, operator: Operator, *, seconds: float, speed: float
+) -> dict[str, Any]:
+    """`seconds` of real time with the emulator clock `speed` times faster: what happened meanwhile."""
+    emulator = ctx.emulator
+    emulator.reset_counters()
+    before = apiserver_requests(ctx.plane)
+    modified_before, changed_before = watch.modified.copy(), watch.changed.copy()
+    reconciles_before = operator.reconciles()
+    cpu = ctx.cpu(operator)
+    clock_start, _ = emulator.clock()
+    real_start = time.monotonic()
+    with _ClockDriver(emulator, speed) as clock:
+        deadline = real_start + seconds
+        while time.monotonic() < deadline:
+            operator.check_alive()
+            time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+    real_seconds = time.monotonic() - real_start
+    if clock.error is not None:
+        raise BenchmarkError(f"could not move the emulator clock: {clock.error}")
+    clock_end, _ = emulator.clock()
+    spent = cpu.spent()
+    calls = emulator.counters()
+    requests = RequestDelta.between(before, apiserver_requests(ctx.plane))
+    modified = watch.modified - modified_before
+    emulated = (clock_end - clock_start).total_seconds()
+    return {
+        "real_seconds": round(real_seconds, 1),
+        "emulated_seconds": round(emulated, 1),
+        "emulated_minutes": round(emulated / 60, 1),
+        "emulated_start": format_date(clock_start),
+        "emulated_end": format_date(clock_end),
+        "clock_steps": clock.steps,
+        "apitoken_writes": requests.total("apitokens"),
+        "apitoken_modified_events": sum(modified.values()),
+        "apitoken_objects_modified": len(modified),
+        "apitoken_max_modified_per_object": max(modified.values(), default=0),
+        "apitoken_changed_fields": dict(sorted((watch.changed - changed_before).items())),
+        "apitoken_modified_by_emulated_minute": _by_emulated_minute(
+            [at for at in watch.modified_at if at >= real_start], real_start, clock_start, speed
+        ),
+        "operator_reconciles": operator.reconciles() - reconciles_before,
+        "kubernetes_writes": requests.total(),
+        "kubernetes_writes_by_resource": requests.by_resource(),
+        "kubernetes_reads_by_resource": requests.by_resource(READ_VERBS),
+        "dynatrace_calls": sum(calls.values()),
+        "dynatrace_calls_by_operation": calls,
+        "dynatrace_calls_failed": _failed_calls(emulator),
+        "operator_cpu_seconds": spent.get("operator"),
+        "cpu_seconds": spent,
     }
 
 

@@ -1,11 +1,12 @@
 """`python -m benchmarks`: the operator's performance targets, measured end to end on this machine.
 
     python -m benchmarks --json results.json            # the full run (~25 min on 2 cores)
-    python -m benchmarks --quick --json quick.json      # a smoke run at small sizes (~2 min)
+    python -m benchmarks --quick --json quick.json      # a smoke run at small sizes (~3 min)
 
 Run from the repository root with the project's venv (.venv/bin/python), on an otherwise idle machine.
 
-Starts one local control plane (with the CRDs), the Tokens API emulator as a subprocess, and for each
+Starts one local control plane (with the CRDs), the Tokens API emulator as a subprocess (with
+--emulator-profile realistic: from its realistic fault profile), and for each
 scenario a namespace with a connection Secret and the operator as its own process watching only that
 namespace (log in the work folder, no --verbose). Prints progress on stderr, then a table of the
 targets on stdout, and writes the JSON file. Everything started is stopped at the end, also on Ctrl-C,
@@ -37,6 +38,7 @@ SCENARIOS: dict[str, tuple[str, Callable[[scenarios.Context], dict[str, Any]]]] 
     "latency": ("apply_to_ready_ms", scenarios.apply_to_ready),
     "burst": ("burst", scenarios.burst_restart_delete),  # also fills "restart"
     "rss": ("rss_mb", scenarios.rss),
+    "steady": ("steady", scenarios.steady),  # leaves its tokens in the emulator too
     "drift": ("drift", scenarios.drift),  # last: it leaves its tokens in the emulator
 }
 
@@ -44,11 +46,12 @@ SCENARIOS: dict[str, tuple[str, Callable[[scenarios.Context], dict[str, Any]]]] 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=pathlib.Path, help="write the results here")
-    parser.add_argument("--quick", action="store_true", help="a smoke run at small sizes (~2 minutes)")
+    parser.add_argument("--quick", action="store_true", help="a smoke run at small sizes (~3 minutes)")
     parser.add_argument(
         "--scenarios",
         default=",".join(SCENARIOS),
-        help=f"comma-separated subset of {','.join(SCENARIOS)} (burst includes restart and delete)",
+        help=f"comma-separated subset of {','.join(SCENARIOS)} (burst includes restart and delete; "
+        "steady is Ready tokens in use over emulated time)",
     )
     sizes = parser.add_argument_group("sizes (defaults: the issue's; --quick lowers some)")
     sizes.add_argument("--latency-tokens", type=int, help="ApiTokens created one after another")
@@ -56,6 +59,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     sizes.add_argument("--restart-seconds", type=float, help="how long the restarted operator is watched")
     sizes.add_argument("--drift-tokens", type=int, help="tokens put into the emulator for the drift check")
     sizes.add_argument("--rss-tokens", type=int, help="ApiTokens Ready when the operator's RSS is read")
+    sizes.add_argument("--steady-tokens", type=int, help="Ready ApiTokens, all in use, in the steady state")
+    sizes.add_argument("--steady-seconds", type=float, help="real seconds the steady state is measured")
+    sizes.add_argument(
+        "--steady-speed",
+        type=float,
+        help="how many times faster than real time the emulator clock runs in the steady state (10); "
+        "the operator's drift interval is 60 emulated seconds, i.e. 60/speed real ones",
+    )
+    sizes.add_argument(
+        "--steady-last-used-interval",
+        type=float,
+        help="the operator's --last-used-interval in the steady state (3600), in emulated seconds: "
+        "passed unscaled, since the operator compares it with the emulator clock's lastUsedDate values",
+    )
+    parser.add_argument(
+        "--emulator-profile",
+        choices=("realistic",),
+        default=None,
+        help="start the emulator with --profile PROFILE (default: none, every fault off); recorded in "
+        "the JSON as emulator_profile, with the emulator's fault settings as emulator_faults",
+    )
     parser.add_argument(
         "--operator-arg",
         action="append",
@@ -77,7 +101,17 @@ def _sizes(args: argparse.Namespace) -> scenarios.Sizes:
     base = scenarios.QUICK if args.quick else scenarios.FULL
     changes = {
         key: getattr(args, key)
-        for key in ("latency_tokens", "burst_tokens", "restart_seconds", "drift_tokens", "rss_tokens")
+        for key in (
+            "latency_tokens",
+            "burst_tokens",
+            "restart_seconds",
+            "drift_tokens",
+            "rss_tokens",
+            "steady_tokens",
+            "steady_seconds",
+            "steady_speed",
+            "steady_last_used_interval",
+        )
         if getattr(args, key) is not None
     }
     return dataclasses.replace(base, **changes)
@@ -105,8 +139,10 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], pathlib.Path]:
     crds = load_yaml_documents(default_crd_files())
     with running_control_plane(workdir=workdir / "controlplane", crds=crds, progress=progress) as plane:
         result["machine"] = machine()
-        emulator = Emulator(workdir)
-        progress(f"emulator at {emulator.base_url}")
+        emulator = Emulator(workdir, profile=args.emulator_profile)
+        progress(f"emulator at {emulator.base_url} (profile {args.emulator_profile or 'none'})")
+        result["emulator_profile"] = args.emulator_profile
+        result["emulator_faults"] = emulator.faults()
         context = scenarios.Context(
             plane=plane, emulator=emulator, sizes=sizes, workdir=workdir, operator_args=args.operator_arg
         )

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import time
 from collections.abc import Collection, Hashable
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -49,6 +50,9 @@ ANNOTATION_PREFIX = "kopf.dynatrace.apitokens.io"
 KOPF_FINALIZER = "kopf.dynatrace.apitokens.io/unused"
 RESOURCE = (api.GROUP, api.VERSION, api.PLURAL)
 MAX_RECONCILES = 64
+#: changes of tokens no object records (yet) are kept this long, and this many at most
+UNCLAIMED_SECONDS = 600.0
+UNCLAIMED_MAX = 10_000
 #: marks a scheduler key as a queued watch event (rather than a retry or a wake-up)
 EVENT = "event"
 logger = logging.getLogger(__name__)
@@ -77,6 +81,8 @@ class Runtime:
     scheduler: Scheduler | None = None
     budgets: Budgets | None = None
     heartbeat: Heartbeat = field(default_factory=Heartbeat)
+    #: token id -> when a listing saw it change while no object recorded it yet (see `_drifted`)
+    unclaimed: dict[str, float] = field(default_factory=dict)
     api_client: Any = None
     events: EventPoster | None = None
     #: follows kopf's peering pause, for the work kopf does not pause (the scheduler, drift checks)
@@ -194,6 +200,8 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:  # noqa: PLR0915 
         held = {item.get("id"): (*owner, "retiring") for item in status.get("retiringTokens") or ()}
         if status.get("id"):
             held[status["id"]] = (*owner, "id")
+            if runtime.unclaimed.pop(status["id"], None) is not None and runtime.scheduler is not None:
+                runtime.scheduler.schedule((namespace, name))  # a change seen before the id was recorded
         return {token_id: holder for token_id, holder in held.items() if token_id} or None
 
     @kopf.on.event(*RESOURCE, id="reconcile", registry=registry)
@@ -347,12 +355,25 @@ def _follow_up(runtime: Runtime, body: Any, result: Result) -> None:
 
 
 def _drifted(runtime: Runtime, token_ids: set[str]) -> None:
-    """A listing found these tokens changed or gone: reconcile the objects that record them."""
+    """A listing found these tokens changed or gone: reconcile the objects that record them.
+
+    A token made moments ago may not be recorded yet (its object's status is written at the end of its
+    reconcile): its change is kept for a while and delivered when the id is recorded (`token_ids`).
+    """
     if runtime.token_index is None or runtime.scheduler is None:
         return
+    now = time.monotonic()
     for token_id in token_ids:
-        for _, namespace, name, _role in runtime.token_index.get(token_id, ()):
+        holders = runtime.token_index.get(token_id, ())
+        for _, namespace, name, _role in holders:
             runtime.scheduler.schedule((namespace, name))
+        if not holders:
+            runtime.unclaimed[token_id] = now
+    if len(runtime.unclaimed) > UNCLAIMED_MAX:  # mostly tokens no object will ever record
+        cutoff = now - UNCLAIMED_SECONDS
+        runtime.unclaimed = {i: t for i, t in runtime.unclaimed.items() if t > cutoff}
+        while len(runtime.unclaimed) > UNCLAIMED_MAX:
+            runtime.unclaimed.pop(next(iter(runtime.unclaimed)))
 
 
 async def _check_for_drift(runtime: Runtime) -> None:

@@ -38,9 +38,10 @@ class DynatraceSettings:
     max_concurrent_calls: int = 16
     #: Page size for list calls (the API allows 100..10000).
     list_page_size: int = 1000
-    #: Bytes one answer may hold: a page of 10,000 tokens with every field is a few megabytes, so more
-    #: than this is a server misbehaving (or an endless stream), and is not read further.
-    max_response_bytes: int = 64 * 1024 * 1024
+    #: Bytes one page of a listing may hold: 10,000 tokens with every field are about 5 MB, so more than
+    #: this is a server misbehaving (or an endless stream), and is not read further. (An answer about one
+    #: token is capped at 1 MiB.)
+    max_response_bytes: int = 16 * 1024 * 1024
     retry: RetrySettings = field(default_factory=RetrySettings)
 
 

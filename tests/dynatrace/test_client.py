@@ -595,3 +595,24 @@ async def test_aclose_closes_the_pool(clock: FakeClock) -> None:
     await client.aclose()
     with pytest.raises(RuntimeError):
         await client.get("dt0c01.NEWNEWNEWNEWNEWNEWNEWNEW")
+
+
+async def test_a_walk_that_pages_far_past_its_count_is_cut_off(clock: FakeClock) -> None:
+    """A server (hostile, or broken) that answers every page with another page key would be walked for
+    ever: the first page's totalCount bounds the walk, with room for tokens created meanwhile."""
+    counter = iter(range(100_000))
+    seen: list[str] = []
+
+    def endless(request: httpx.Request) -> httpx.Response:
+        tokens = [{"id": f"dt0c01.{next(counter):024d}", "name": "x"} for _ in range(100)]
+        key = f"page-{len(seen)}-{next(counter)}"  # a new key every time: no loop to notice
+        return reply(200, {"totalCount": 300, "pageSize": 100, "apiTokens": tokens, "nextPageKey": key})
+
+    async def walk(client: DynatraceClient) -> None:
+        async for token in client.list_tokens():
+            seen.append(token.id or "")
+
+    async with make_client(Script(endless), clock) as client:
+        with pytest.raises(errors.UnexpectedResponse, match="kept paging past the 300 tokens"):
+            await walk(client)
+    assert len(seen) <= 300 + 1000

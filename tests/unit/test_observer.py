@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import timedelta
 from typing import Any
 
 import httpx
+import pytest
 
 from apitoken_operator.controller.observer import Observer
+from apitoken_operator.dynatrace import errors
 from apitoken_operator.dynatrace.client import DynatraceClient
+from apitoken_operator.dynatrace.dates import format_date
 from apitoken_operator.dynatrace.models import ApiToken
 from apitoken_operator.settings import DynatraceSettings
 from tests.dynatrace.fakes import ADMIN, BASE_URL, OTHER, OTHER_SECRET
+from tests.unit.test_status import boundary
 
 A, B, C = (f"dt0c01.{letter * 24}" for letter in "ABC")
 
@@ -141,18 +146,47 @@ async def test_a_lookup_proves_a_secret_only_for_its_own_token() -> None:
 
 
 async def test_use_alone_counts_as_a_change_once_per_interval() -> None:
-    environment = Environment(token(A, lastUsedDate="2030-06-01T12:00:00.000Z"))
+    turn = boundary(3600.0)  # where token A's last-use period turns (periods are staggered per token)
+    environment = Environment(token(A, lastUsedDate=format_date(turn - timedelta(minutes=50))))
     observer = observer_of(environment, last_used_interval=3600.0)
     changes: list[set[str]] = []
     observer.on_change = changes.append
     await observer.refresh()
-    for used in ("2030-06-01T12:10:00.000Z", "2030-06-01T12:59:59.000Z"):
+    for minutes in (-40, -1):
+        used = format_date(turn + timedelta(minutes=minutes))
         environment.tokens[A] = token(A, lastUsedDate=used, lastUsedIpAddress="10.0.0.9")
         await observer.refresh()
     assert changes == []
-    environment.tokens[A] = token(A, lastUsedDate="2030-06-01T13:00:01.000Z")
+    environment.tokens[A] = token(A, lastUsedDate=format_date(turn + timedelta(seconds=1)))
     await observer.refresh()
     assert changes == [{A}]
-    environment.tokens[A] = token(A, lastUsedDate="2030-06-01T13:00:01.000Z", enabled=False)
+    environment.tokens[A] = token(A, lastUsedDate=format_date(turn + timedelta(seconds=1)), enabled=False)
     await observer.refresh()
     assert changes == [{A}, {A}]  # a real change counts at once
+
+
+async def test_a_failed_listing_is_not_repeated_at_once() -> None:
+    """A connection whose listing failed (a hang, a refusal, endless pages) gives every caller that
+    error for a while, instead of one more listing per reconcile."""
+    environment = Environment(token(A))
+    now = [1000.0]
+    client = DynatraceClient(
+        BASE_URL, token=ADMIN, settings=DynatraceSettings(), transport=httpx.MockTransport(environment)
+    )
+    observer = Observer(client, max_age=0, monotonic=lambda: now[0])
+
+    async def refused(request: httpx.Request) -> httpx.Response:
+        environment.calls.append("GET /")
+        return httpx.Response(
+            401, content=b'{"error": {"code": 401, "message": "Token Authentication failed"}}'
+        )
+
+    client._http._transport = httpx.MockTransport(refused)
+    for _ in range(3):
+        with pytest.raises(errors.Unauthorized):
+            await observer.refresh()
+    assert environment.calls == ["GET /"]
+    now[0] += 11
+    client._http._transport = httpx.MockTransport(environment)
+    await observer.refresh()
+    assert set((await observer.tokens()).keys()) == {A}

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import zlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from apitoken_operator.dynatrace.dates import format_date
 from apitoken_operator.dynatrace.models import ApiToken
 from apitoken_operator.reconcile.reasons import Reason
-from apitoken_operator.reconcile.status import Health, Outcome, conditions, same_conditions, token_fields
+from apitoken_operator.reconcile.status import (
+    Health,
+    Outcome,
+    conditions,
+    last_used_period,
+    same_conditions,
+    token_fields,
+)
 
 T0 = datetime(2030, 6, 1, 12, 0, 0, tzinfo=UTC)
 T1 = T0 + timedelta(minutes=5)
@@ -124,37 +133,82 @@ def test_token_fields_clear_what_is_unknown() -> None:
     assert token_fields(ApiToken(id="x"))["expirationDate"] is None
 
 
-USED = ApiToken(
-    id="dt0c01." + "A" * 24,
-    owner="ci@example.com",
-    last_used_date="2030-06-01T12:30:00.000Z",
-    last_used_ip_address="10.0.0.2",
-)
-REPORTED = {"id": USED.id, "lastUsedDate": "2030-06-01T12:00:00.000Z", "lastUsedIpAddress": "10.0.0.1"}
+TOKEN_ID = "dt0c01." + "A" * 24
+
+
+def boundary(interval: float) -> datetime:
+    """The first start of one of TOKEN_ID's last-use periods after 2030-06-01 (they are staggered)."""
+    start = datetime(2030, 6, 1, tzinfo=UTC)
+    here = last_used_period(format_date(start), interval=interval, token_id=TOKEN_ID)
+    seconds = 0
+    while (
+        last_used_period(
+            format_date(start + timedelta(seconds=seconds)), interval=interval, token_id=TOKEN_ID
+        )
+        == here
+    ):
+        seconds += 1
+    return start + timedelta(seconds=seconds)
+
+
+def used(at: datetime) -> ApiToken:
+    return ApiToken(
+        id=TOKEN_ID, owner="ci@example.com", last_used_date=format_date(at), last_used_ip_address="10.0.0.2"
+    )
+
+
+def reported(at: datetime | None, token_id: str = TOKEN_ID) -> dict[str, object]:
+    return {"id": token_id, "lastUsedDate": format_date(at) if at else None, "lastUsedIpAddress": "10.0.0.1"}
 
 
 @pytest.mark.parametrize(
-    ("reported", "interval", "written"),
+    ("before", "after", "written"),
     [
-        (REPORTED, 3600.0, False),  # used again 30 min later: not yet
-        (REPORTED, 1800.0, True),  # exactly one interval later: due
-        ({**REPORTED, "lastUsedDate": None}, 3600.0, True),  # a first use is shown at once
-        ({**REPORTED, "id": "dt0c01." + "B" * 24}, 3600.0, True),  # another token: its own use
-        ({**REPORTED, "lastUsedDate": "garbage"}, 3600.0, True),  # unreadable: replaced
-        (None, 3600.0, True),  # nothing reported to compare with: everything
+        (timedelta(minutes=-50), timedelta(minutes=-1), False),  # both in one period: not yet
+        (timedelta(minutes=-1), timedelta(minutes=1), True),  # the token's period turned: due
+        (timedelta(minutes=1), timedelta(minutes=59), False),  # next period, no turn
+        (None, timedelta(minutes=-1), True),  # a first use is shown at once
     ],
 )
-def test_last_use_reaches_the_status_at_a_bounded_rate(
-    reported: dict[str, object] | None, interval: float, written: bool
+def test_last_use_reaches_the_status_once_a_period(
+    before: timedelta | None, after: timedelta, written: bool
 ) -> None:
-    fields = token_fields(USED, reported=reported, last_used_interval=interval)
+    turn = boundary(3600.0)
+    fields = token_fields(
+        used(turn + after),
+        reported=reported(turn + before if before is not None else None),
+        last_used_interval=3600.0,
+    )
     assert fields["owner"] == "ci@example.com"  # the other fields always
     assert ("lastUsedDate" in fields) is written
     assert ("lastUsedIpAddress" in fields) is written
-    if written:
-        assert fields["lastUsedDate"] == USED.last_used_date
+
+
+def test_another_token_or_an_unreadable_date_is_always_written() -> None:
+    turn = boundary(3600.0)
+    other = token_fields(
+        used(turn), reported=reported(turn, token_id="dt0c01." + "B" * 24), last_used_interval=3600.0
+    )
+    assert other["lastUsedDate"] == format_date(turn)
+    garbage = {**reported(turn), "lastUsedDate": "garbage"}
+    assert "lastUsedDate" in token_fields(used(turn), reported=garbage, last_used_interval=3600.0)
+    assert "lastUsedDate" in token_fields(used(turn), reported=None, last_used_interval=3600.0)
+
+
+def test_periods_are_staggered_across_tokens() -> None:
+    """Tokens in constant use come due at different moments, not all at the top of the hour."""
+    starts = {
+        last_used_period("2030-06-01T00:00:00.000Z", interval=3600.0, token_id=f"dt0c01.{i:024d}")
+        - last_used_period("2030-06-01T00:00:00.000Z", interval=3600.0, token_id=None)
+        for i in range(50)
+    }
+    offsets = {zlib.crc32(f"dt0c01.{i:024d}".encode()) % 3600 for i in range(50)}
+    assert len(offsets) > 40 and starts <= {0, 1}
 
 
 def test_a_replacement_token_never_used_clears_the_last_use() -> None:
     fresh = ApiToken(id="dt0c01." + "B" * 24)
-    assert token_fields(fresh, reported=REPORTED, last_used_interval=3600.0)["lastUsedDate"] is None
+    assert (
+        token_fields(fresh, reported=reported(boundary(3600.0)), last_used_interval=3600.0)["lastUsedDate"]
+        is None
+    )

@@ -245,6 +245,25 @@ class Connections:
         observer.on_change = self.on_change
         return SharedClient(name=label.split("Secret ", 1)[1], client=client, observer=observer)
 
+    async def default_credential_id(self) -> str | None:
+        """The id of the token the default connection holds now, read from its Secret (None: no default,
+        or nothing readable in it). Asked before an adoption, so that no connection adopts it, whether or
+        not anything has used the default connection since start-up."""
+        default = self._settings.default_connection
+        if not default:
+            return None
+        namespace, _, name = default.partition("/")
+        body = await self._read(namespace, name)
+        encoded = ((body or {}).get("data") or {}).get("apiToken")
+        if not encoded:
+            return None
+        try:
+            token_id = TokenSecret(base64.b64decode(encoded).decode()).token_id
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            return None
+        self.default_token_id = token_id
+        return self.default_token_id
+
     async def _read(self, namespace: str, name: str) -> dict[str, Any] | None:
         """One GET of a connection Secret for all the reconciles that need it at the same moment.
 

@@ -16,14 +16,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from apitoken_operator.dynatrace import errors
 from apitoken_operator.dynatrace.client import DynatraceClient
-from apitoken_operator.dynatrace.dates import DateFormatError, parse_date
 from apitoken_operator.dynatrace.models import ApiToken, ListField
 from apitoken_operator.dynatrace.secrets import TokenSecret
+from apitoken_operator.reconcile.status import last_used_period
 
 #: Everything the operator compares or reports, in one list call.
 OBSERVED_FIELDS = (
@@ -35,9 +34,13 @@ OBSERVED_FIELDS = (
     ListField.SCOPES,
 )
 MAX_PAGE_SIZE = 10000
-#: A listing longer than this is refused (an environment holds far fewer; a server streaming pages
-#: without end would otherwise fill memory): 100 pages of the largest size.
-MAX_TOKENS = 1_000_000
+#: A listing longer than this is refused: a view costs ~430 bytes a token, so this bounds one
+#: connection's view at ~100 MB; environments hold far fewer tokens. (The client also stops a walk that
+#: pages far past the count its first page gave.)
+MAX_TOKENS = 250_000
+#: Seconds after a failed listing during which callers get its error instead of another listing: a
+#: connection whose server hangs, refuses or pages without end is not asked again at every reconcile.
+FAILURE_BACKOFF = 10.0
 #: Seconds one listing may take, every page included.
 LISTING_DEADLINE = 300.0
 #: Seconds the operator keeps knowing that a token it deleted (or was told is gone) is gone, so that
@@ -80,6 +83,9 @@ class Observer:
         self._gone: dict[str, float] = {}
         self.list_calls = 0
         self.confirm_calls = 0
+        #: the last listing's error, and when (see FAILURE_BACKOFF)
+        self._failure: Exception | None = None
+        self._failed_at = 0.0
         #: told the ids whose observed state changed (or vanished) between two listings
         self.on_change: Callable[[set[str]], None] | None = None
 
@@ -100,11 +106,25 @@ class Observer:
 
     async def refresh(self) -> None:
         """List every token; callers arriving while a listing runs wait for that one."""
+        failure = self._failure
+        if failure is not None and self._monotonic() - self._failed_at < FAILURE_BACKOFF:
+            raise failure.with_traceback(None)
         if self._refreshing is None or self._refreshing.done():
             self._refreshing = asyncio.create_task(self._list())
         await asyncio.shield(self._refreshing)
 
     async def _list(self) -> None:
+        try:
+            await self._list_once()
+        except Exception as error:
+            # Kept without its traceback and chain, which would hold the frames (and answers) it
+            # passed through.
+            error.__cause__ = error.__context__ = None
+            self._failure, self._failed_at = error.with_traceback(None), self._monotonic()
+            raise
+        self._failure = None
+
+    async def _list_once(self) -> None:
         started = self._monotonic()
         self._epoch += 1
         began = self._epoch
@@ -228,18 +248,7 @@ def _fingerprint(packed: Packed | None, last_used_interval: float) -> tuple[obje
         token["personal_access_token"],
         token["expiration_date"],
         token["modified_date"],
-        last_used_period(token["last_used_date"], last_used_interval),
+        last_used_period(token["last_used_date"], interval=last_used_interval, token_id=token["id"]),
         token["owner"],
         token["creation_date"],
     )
-
-
-def last_used_period(last_used: str | None, interval: float) -> int | None:
-    """Which `interval`-long period (counted from the epoch) a last-use date falls in."""
-    if not last_used:
-        return None
-    try:
-        seconds = parse_date(last_used, now=datetime.now(UTC)).timestamp()
-    except DateFormatError:
-        return None
-    return int(seconds // interval) if interval > 0 else int(seconds * 1000)

@@ -393,7 +393,7 @@ class Reconciler:
                 foreign_create_window=self._foreign_create_window,
                 identity=self._identity,
                 peers=self._peers,
-                credential_token_ids=self._credential_token_ids(),
+                credential_token_ids=await self._credential_token_ids(work, desired),
                 adoption_refused=(
                     adoption_violation(work.namespace, policy=self._settings.policy)
                     if connection.is_default and desired.adopt_token_id
@@ -427,9 +427,12 @@ class Reconciler:
         outcome = Outcome(Health.RECONCILING, Reason.PROGRESSING, "still converging; will continue shortly")
         return await self._settle(work, outcome, retry_after=1.0)
 
-    def _credential_token_ids(self) -> frozenset[str]:
-        """The default connection's token (the object's own connection's is added by `gather`)."""
+    async def _credential_token_ids(self, work: Work, desired: Desired) -> frozenset[str]:
+        """The default connection's token (the object's own connection's is added by `gather`): read
+        afresh before an adoption is decided, known from the last read otherwise."""
         default = self._connections.default_token_id
+        if desired.adopt_token_id and not work.status.get("id"):
+            default = await self._connections.default_credential_id()
         return frozenset({default}) if default else frozenset()
 
     @property

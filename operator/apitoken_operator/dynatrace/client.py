@@ -74,6 +74,9 @@ _NOT_SENT = (
 #: Transport failures worth another attempt (timeouts, resets, a server closing the connection).
 _TRANSIENT = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 
+#: An answer about one token (create, get, lookup, an error) is a few kilobytes; more is not read.
+MAX_SINGLE_RESPONSE_BYTES = 1024 * 1024
+
 _Model = TypeVar("_Model", bound=pydantic.BaseModel)
 
 
@@ -297,7 +300,18 @@ class DynatraceClient:
             used_to=used_to,
         )
         seen: set[str] = set()
+        # A walk may meet tokens created meanwhile, but not many times more than the first page counted:
+        # a server that never stops paging is cut off.
+        most = page.total_count + max(1000, page.total_count // 10)
+        served = 0
         while True:
+            served += len(page.api_tokens)
+            if served > most:
+                raise UnexpectedResponse(
+                    f"the server kept paging past the {page.total_count:,} tokens it counted; stopping",
+                    status=200,
+                    operation="GET /apiTokens",
+                )
             for token in page.api_tokens:
                 yield token
             if not page.next_page_key:
@@ -411,10 +425,12 @@ class DynatraceClient:
                 response = await self._http.send(request, stream=True)
                 try:
                     content = bytearray()
-                    limit = self.settings.max_response_bytes
+                    listing = method == "GET" and path == "apiTokens"
+                    limit = self.settings.max_response_bytes if listing else MAX_SINGLE_RESPONSE_BYTES
                     async for chunk in response.aiter_bytes():
                         content += chunk
                         if len(content) > limit:
+                            content.clear()  # the error's traceback keeps this frame: not its bytes
                             raise httpx.DecodingError(
                                 f"the answer passed {limit:,} bytes; not read further", request=request
                             )

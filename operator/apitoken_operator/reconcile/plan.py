@@ -115,7 +115,12 @@ def token_is_known(state: Input) -> a.Action | None:
 
 
 def _adoption_refusal(state: Input, adopt: str) -> str | None:
-    """Why `adopt` is not this object's to take: adoption renames, rescopes, rotates and deletes."""
+    """Why `adopt` is not this object's to take: adoption renames, rescopes, rotates and deletes.
+
+    The policy first: a namespace that may not adopt learns nothing about the id it named.
+    """
+    if state.adoption_refused is not None:
+        return state.adoption_refused
     if adopt in state.credential_token_ids:
         return (
             f"spec.adoptTokenId {adopt} is the token the operator's connection authenticates with; "
@@ -126,7 +131,7 @@ def _adoption_refusal(state: Input, adopt: str) -> str | None:
             f"spec.adoptTokenId {adopt} is managed by another ApiToken; a token has one owner. Remove "
             "spec.adoptTokenId to create a token of this object's own"
         )
-    return state.adoption_refused
+    return None
 
 
 def credential_untouched(state: Input) -> a.Action | None:

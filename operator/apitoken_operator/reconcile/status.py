@@ -7,6 +7,7 @@ A condition's `lastTransitionTime` only moves when its status flips.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -68,17 +69,34 @@ def token_fields(
 def last_use_due(
     reported: Mapping[str, Any], *, observed: str | None, token_id: str | None, interval: float
 ) -> bool:
-    """Whether the observed last use should replace the reported one now."""
+    """Whether the observed last use should replace the reported one now: when it falls in another
+    `last_used_period` (so at most once a period; periods are staggered per token)."""
     before = reported.get("lastUsedDate")
     if reported.get("id") != token_id:
         return True  # another token: its own use, or none
     if not isinstance(before, str) or not before or not observed:
         return bool(before != observed)  # a first use, or a use no longer known
+    was = last_used_period(before, interval=interval, token_id=token_id)
+    now = last_used_period(observed, interval=interval, token_id=token_id)
+    return was is None or now is None or was != now
+
+
+def last_used_period(last_used: str | None, *, interval: float, token_id: str | None) -> int | None:
+    """Which `interval`-long period a last-use date falls in (None: no date, or unreadable).
+
+    Each token's periods start at an offset taken from its id, so that thousands of tokens in constant
+    use do not all come due in the same drift check at the top of the hour.
+    """
+    if not last_used:
+        return None
     try:
-        now = datetime.now(UTC)
-        return abs((parse_date(observed, now=now) - parse_date(before, now=now)).total_seconds()) >= interval
+        seconds = parse_date(last_used, now=datetime.now(UTC)).timestamp()
     except DateFormatError:
-        return before != observed
+        return None
+    if interval <= 0:
+        return int(seconds * 1000)
+    offset = zlib.crc32((token_id or "").encode()) % max(int(interval), 1)
+    return int((seconds + offset) // interval)
 
 
 def conditions(
