@@ -25,7 +25,7 @@ from apitoken_operator.controller.gather import Work, gather
 from apitoken_operator.controller.peers import PeerDirectory
 from apitoken_operator.dynatrace import errors
 from apitoken_operator.dynatrace.dates import format_date, parse_date
-from apitoken_operator.dynatrace.models import ApiToken, ApiTokenCreate, ApiTokenCreated
+from apitoken_operator.dynatrace.models import ApiToken, ApiTokenCreate, ApiTokenCreated, ApiTokenUpdate
 from apitoken_operator.dynatrace.secrets import TokenSecret
 from apitoken_operator.kube import secrets
 from apitoken_operator.kube.api import Kube, KubeError
@@ -495,7 +495,6 @@ class Reconciler:
         connection: Connection,
         token: ApiToken | None,
     ) -> None:
-        client, observer = connection.client, connection.observer
         if work.finalizing is not None and not isinstance(action, a.CreateToken):
             # Nothing changes in Dynatrace before the finalizer is in place; a create's intent write
             # waits for it, going out beside it.
@@ -554,29 +553,10 @@ class Reconciler:
                     work, "Normal", Reason.RECOVERED, f"recovered token id {token_id} from the Secret"
                 )
             case a.FinishCreate(token_id=token_id, update=update):
-                try:
-                    await client.update(token_id, update)
-                except errors.NotFound:  # deleted outside meanwhile: the next step makes another
-                    observer.forget(token_id)
-                    return
-                assert token is not None
-                observer.remember(
-                    token.model_copy(
-                        update={"name": update.name, "enabled": update.enabled, "scopes": update.scopes}
-                    )
-                )
+                await _put(connection, token, token_id, update)
             case a.UpdateToken(token_id=token_id, update=update, changed=changed):
-                try:
-                    await client.update(token_id, update)
-                except errors.NotFound:
-                    observer.forget(token_id)
+                if not await _put(connection, token, token_id, update):
                     return
-                assert token is not None
-                observer.remember(
-                    token.model_copy(
-                        update={"name": update.name, "enabled": update.enabled, "scopes": update.scopes}
-                    )
-                )
                 self._event(
                     work, "Normal", Reason.UPDATED, f"token {token_id}: put back {', '.join(changed)}"
                 )
@@ -919,6 +899,20 @@ def _refusal(error: KubeError, desired: Desired) -> StalledByKubernetes | None:
             Reason.INVALID_SPEC, f"Secret {desired.secret_name} cannot be written: {error.message}"
         )
     return None
+
+
+async def _put(connection: Connection, token: ApiToken | None, token_id: str, update: ApiTokenUpdate) -> bool:
+    """PUT the declared name, enabled state and scopes; False when the token was deleted meanwhile (the
+    next step makes another)."""
+    try:
+        await connection.client.update(token_id, update)
+    except errors.NotFound:
+        connection.observer.forget(token_id)
+        return False
+    assert token is not None
+    changes = {"name": update.name, "enabled": update.enabled, "scopes": update.scopes}
+    connection.observer.remember(token.model_copy(update=changes))
+    return True
 
 
 def _retiring_without(work: Work, token_id: str) -> list[dict[str, str]]:
