@@ -146,18 +146,8 @@ class HostileServer:
 
     def _token(self) -> dict[str, Any]:
         number = next(self._ids)
-        return {
-            "id": f"dt0c01.{number:024d}",
-            "name": f"token number {number} of an environment without end",
-            "enabled": True,
-            "personalAccessToken": False,
-            "owner": "someone@example.com",
-            "creationDate": "2026-01-01T00:00:00.000Z",
-            "modifiedDate": "2026-01-01T00:00:00.000Z",
-            "lastUsedDate": "2026-01-02T00:00:00.000Z",
-            "lastUsedIpAddress": "192.0.2.1",
-            "scopes": ["metrics.read", "entities.read"],
-        }
+        token: dict[str, Any] = json.loads(TOKEN_TEMPLATE.replace("NUMBER", f"{number:024d}"))
+        return token
 
     def _page(self) -> web.Response:
         """A page of new tokens, written from a template: the server (sharing a process, and its GIL,

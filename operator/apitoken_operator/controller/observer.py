@@ -160,10 +160,12 @@ class Observer:
         self._taken_at = started
         if not first and self.on_change is not None:
             interval = self._last_used_interval
+            # Most tokens are exactly as before: the fingerprint (which reads dates) only for the rest.
             changed = {
                 i
                 for i in previous.keys() | tokens.keys()
-                if _fingerprint(previous.get(i), interval) != _fingerprint(tokens.get(i), interval)
+                if previous.get(i) != tokens.get(i)
+                and _fingerprint(previous.get(i), interval) != _fingerprint(tokens.get(i), interval)
             }
             if changed:
                 self.on_change(changed)
