@@ -403,7 +403,10 @@ class Reconciler:
                     quota_violation(
                         work.namespace, holding=self._holding(work.namespace), policy=self._settings.policy
                     )
-                    if connection.is_default and not work.status.get("id")
+                    # counting walks the token index: only for a first token, and only with a limit set
+                    if connection.is_default
+                    and not work.status.get("id")
+                    and self._settings.policy.max_tokens_per_namespace is not None
                     else None
                 ),
                 max_retiring=self._settings.max_retiring,
