@@ -289,7 +289,9 @@ def _priority(args: argparse.Namespace) -> int | None:
 def main(args: argparse.Namespace) -> int:
     import kopf
 
-    from apitoken_operator.handlers import Runtime, build_registry
+    from apitoken_operator.controller.failpoints import FailPoints
+    from apitoken_operator.controller.runtime import Options
+    from apitoken_operator.handlers import Operator, build_registry
 
     configure_logging(log_format=args.log_format, verbose=args.verbose)
     if args.kubeconfig:
@@ -298,22 +300,27 @@ def main(args: argparse.Namespace) -> int:
     # sets POD_ID to the pod's name (as kopf itself would read it); elsewhere the host name stands in.
     host = os.environ.get("POD_ID") or socket.gethostname()
     identity = f"apitoken-operator@{host}/{os.getpid()}"
-    runtime = Runtime(
+    priority = _priority(args)
+    options = Options(
         settings=settings_from(args),
         kubeconfig=args.kubeconfig,
         metrics_port=args.metrics_port,
         identity=identity,
         peering_name=args.peering,
         clusterwide=not args.namespace,
+        priority=priority or 0,
+        # the peering objects of namespaces named exactly (a glob's namespaces are not known up front)
+        namespaces=tuple(n for n in args.namespace or () if not any(c in n for c in "*?[]")),
+        failpoints=FailPoints.from_environment(),
     )
-    registry = build_registry(runtime)
+    registry = build_registry(Operator(options))
     asyncio.run(
         kopf.operator(
             identity=cast(Any, identity),
             registry=registry,
             standalone=args.peering is None,
             peering_name=args.peering,
-            priority=_priority(args),
+            priority=priority,
             clusterwide=not args.namespace,
             namespaces=args.namespace,
             liveness_endpoint=args.liveness,

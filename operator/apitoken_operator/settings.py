@@ -152,6 +152,36 @@ class ConnectionSettings:
 
 
 @dataclass(frozen=True)
+class ReconcileSettings:
+    """The pace of reconciles: how soon to look again after each setback, and how much to do at once."""
+
+    #: Steps (gather, plan, act) one reconcile takes at most before it yields and resumes shortly.
+    max_steps: int = 10
+    #: Attempts to store a new token's secret (its only copy is in memory) before the token is undone.
+    secret_write_attempts: int = 8
+    #: After an outage, a timeout or an unforeseen error.
+    transient_retry: float = 10.0
+    #: After a create whose answer was lost: settling it takes one listing, which costs little.
+    outcome_unknown_retry: float = 2.0
+    #: Another writer changed the object between its read and a conditional write: look again soon.
+    conflict_retry: float = 0.5
+    #: While another replica's create may be running: how often to ask whether that replica still is.
+    await_poll: float = 10.0
+    #: A parked object is woken when its connection has room; this is only the fallback.
+    parked_retry: float = 60.0
+    #: Reconciles running at once. An event that finds them all taken queues its object in the scheduler
+    #: (a key, read afresh when its turn comes) instead of waiting: a waiting kopf worker holds ~30 KB, and
+    #: a burst of 10,000 creates held 8,000 of them (336 MB). The API server is the bottleneck long before.
+    max_reconciles: int = 64
+    #: Scheduled reconciles (retries, wake-ups) running at once.
+    scheduler_concurrency: int = 32
+    #: A listing's change to a token no object records yet is kept this long (seconds), this many at most:
+    #: its object may record the id moments later (its status is written at the end of its reconcile).
+    unclaimed_seconds: float = 600.0
+    unclaimed_max: int = 10_000
+
+
+@dataclass(frozen=True)
 class OperatorSettings:
     """Everything `apitoken-operator run` configures."""
 
@@ -189,6 +219,7 @@ class OperatorSettings:
     #: Replicas' clocks may differ by this much when one judges how old another's intent is.
     replica_clock_skew: float = 60.0
     dynatrace: DynatraceSettings = field(default_factory=DynatraceSettings)
+    reconcile: ReconcileSettings = field(default_factory=ReconcileSettings)
     policy: PolicySettings = field(default_factory=PolicySettings)
     connections: ConnectionSettings = field(default_factory=ConnectionSettings)
 

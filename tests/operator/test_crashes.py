@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from apitoken_operator.controller.reconciler import CRASH_STEPS
+from apitoken_operator.controller.failpoints import CREATE_STEPS as CRASH_STEPS
 from tests.fixtures.cluster import wait_until
 from tests.fixtures.operator import OperatorEnv
 

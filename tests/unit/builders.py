@@ -19,6 +19,7 @@ from apitoken_operator.dynatrace.models import ApiToken
 from apitoken_operator.reconcile import creation
 from apitoken_operator.reconcile.model import Desired, Input, PendingCreate, Recorded, SecretFacts
 from apitoken_operator.reconcile.secret_layout import secret_annotations, secret_labels
+from apitoken_operator.settings import PolicySettings
 
 NOW = datetime(2030, 6, 1, 12, 0, 0, tzinfo=UTC)
 REFERENCE = "team-a/web"
@@ -281,6 +282,16 @@ def random_inputs(draw: st.DrawFn) -> Input:
     previous = None
     if recorded_secret == OLD_SECRET:
         previous = draw(secret_facts(OLD_SECRET, ids, want, REFERENCE))
+    deleting = draw(st.booleans())
+    policy = draw(
+        st.sampled_from(
+            [
+                None,
+                PolicySettings(adoption_namespaces=("team-*",), max_tokens_per_namespace=None),
+                PolicySettings(adoption_namespaces=(), max_tokens_per_namespace=2),
+            ]
+        )
+    )
     return Input(
         desired=want,
         recorded=recorded,
@@ -289,7 +300,10 @@ def random_inputs(draw: st.DrawFn) -> Input:
         token=token,
         previous_secret=previous,
         lost_create_candidates=candidates,
-        deleting=draw(st.booleans()),
+        deleting=deleting,
+        default_policy=policy,
+        namespace_holding=draw(st.integers(0, 3)),
+        connection_problem=draw(st.sampled_from([None, "refused"])) if deleting else None,
         reference=REFERENCE,
         release_requested=draw(st.booleans()),
         rotation_request=draw(rotation_requests),

@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
-from apitoken_operator.controller.connections import Connections
+from apitoken_operator.controller.calls import as_observed
+from apitoken_operator.controller.echoes import EchoFilter
 from apitoken_operator.controller.gather import made_by
-from apitoken_operator.controller.reconciler import Reconciler, _as_observed
-from apitoken_operator.controller.reconciler import _inputs as reconciler_inputs
+from apitoken_operator.controller.status_writer import combine_patches, merge_patch
 from apitoken_operator.dynatrace.dates import format_date
 from apitoken_operator.dynatrace.models import ApiToken, ApiTokenCreate, ApiTokenCreated
 from apitoken_operator.dynatrace.secrets import TokenSecret
-from apitoken_operator.kube.api import Kube
 from apitoken_operator.reconcile import actions as a
 from apitoken_operator.reconcile import creation
 from apitoken_operator.reconcile.model import PendingCreate
 from apitoken_operator.reconcile.reasons import Reason
-from apitoken_operator.settings import OperatorSettings
 from tests.unit.builders import NOW, full_token, tid
 
 STARTED = NOW - timedelta(minutes=10)
@@ -99,7 +97,7 @@ def test_as_observed_is_what_dynatrace_now_holds(pat: bool | None) -> None:
     created = ApiTokenCreated(
         id=MINE, token=TokenSecret(full_token(MINE)), expiration_date="2030-07-01T12:00:00.000Z"
     )
-    observed = _as_observed(created, action.request, owner="ci@example.com")
+    observed = as_observed(created, action.request, owner="ci@example.com")
     assert observed.id == MINE
     assert observed.name == "web ingest"
     assert observed.enabled is True  # a new token is always enabled
@@ -114,14 +112,12 @@ def test_as_observed_is_what_dynatrace_now_holds(pat: bool | None) -> None:
 
 def test_as_observed_without_expiry() -> None:
     created = ApiTokenCreated(id=MINE, token=TokenSecret(full_token(MINE)))
-    observed = _as_observed(created, create_action(pat=None, expiry=None).request, owner=None)
+    observed = as_observed(created, create_action(pat=None, expiry=None).request, owner=None)
     assert observed.expiration_date is None
     assert observed.owner is None
 
 
 def test_deferred_status_patches_combine_like_two_writes() -> None:
-    from apitoken_operator.controller.reconciler import combine_patches, merge_patch
-
     status = {"id": "old", "pendingCreate": {"attempt": "a"}, "conditions": [1]}
     first = {"pendingCreate": None}
     second = {"pendingCreate": {"attempt": "b"}, "id": None}
@@ -130,15 +126,6 @@ def test_deferred_status_patches_combine_like_two_writes() -> None:
     one_by_one = merge_patch(merge_patch(merge_patch(status, first), second), third)
     assert merge_patch(status, combined) == one_by_one == {"id": "new", "conditions": [1]}
     assert combined["pendingCreate"] is None  # the removal survives to the API server
-
-
-def _reconciler() -> Reconciler:
-    return Reconciler(
-        kube=cast(Kube, None),
-        connections=cast(Connections, None),
-        settings=OperatorSettings(),
-        events=lambda body, **_: None,
-    )
 
 
 def _body(version: str, *, generation: int = 1, annotations: dict[str, str] | None = None) -> dict[str, Any]:
@@ -154,21 +141,35 @@ def _body(version: str, *, generation: int = 1, annotations: dict[str, str] | No
 
 
 def test_the_events_of_its_own_writes_do_not_wake_the_reconciler() -> None:
-    reconciler = _reconciler()
-    reconciler._wrote("u1", "9")  # the finalizer
-    reconciler._wrote("u1", "10", "11")  # a status write and a patch that went out together
-    reconciler._wrote("u1", "12")  # the create cleared
-    reconciler._wrote("u1", "13")  # the final status
-    reconciler._acted_on["u1"] = reconciler_inputs(_body("13"))
-    assert all(reconciler.own_echo(_body(v)) for v in ("9", "10", "11", "12", "13"))
-    assert not reconciler.own_echo(_body("14"))  # somebody else's write
+    echoes = EchoFilter()
+    echoes.begin("u1", _body("8"), adding_finalizer=True)
+    echoes.wrote("u1", "9")  # the finalizer
+    echoes.wrote("u1", "10", "11")  # a status write and a patch that went out together
+    echoes.wrote("u1", "12")  # the create cleared
+    echoes.wrote("u1", "13")  # the final status
+    echoes.end("u1", _body("13"))
+    assert all(echoes.own_echo(_body(v)) for v in ("9", "10", "11", "12", "13"))
+    assert not echoes.own_echo(_body("14"))  # somebody else's write
+    assert echoes.stale(_body("12")) and not echoes.stale(_body("13"))
 
 
 def test_a_change_that_came_with_its_own_last_write_is_not_mistaken_for_an_echo() -> None:
-    reconciler = _reconciler()
-    reconciler._wrote("u1", "12")
-    reconciler._acted_on["u1"] = reconciler_inputs(_body("11"))
-    assert not reconciler.own_echo(_body("12", generation=2))  # the spec changed meanwhile
+    echoes = EchoFilter()
+    echoes.begin("u1", _body("11"), adding_finalizer=False)
+    echoes.wrote("u1", "12")
+    assert not echoes.own_echo(_body("12", generation=2))  # the spec changed meanwhile
     rotate = {"dynatrace.apitokens.io/rotate": "1"}
-    assert not reconciler.own_echo(_body("12", annotations=rotate))
-    assert reconciler.own_echo(_body("12", annotations={"team": "a"}))  # not an input
+    assert not echoes.own_echo(_body("12", annotations=rotate))
+    assert echoes.own_echo(_body("12", annotations={"team": "a"}))  # not an input
+
+
+def test_a_new_reconcile_forgets_the_versions_of_older_ones() -> None:
+    echoes = EchoFilter()
+    echoes.wrote("u1", "5")
+    echoes.wrote("u1", "6")
+    echoes.begin("u1", _body("6"), adding_finalizer=False)
+    echoes.wrote("u1", "7")
+    assert not echoes.own_echo(_body("5")), "an older reconcile's write is no echo of this one's"
+    assert echoes.own_echo(_body("6")) and echoes.own_echo(_body("7"))
+    echoes.forget("u1")
+    assert not echoes.own_echo(_body("7")) and not echoes.stale(_body("1"))

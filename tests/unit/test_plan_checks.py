@@ -23,6 +23,7 @@ from apitoken_operator.reconcile.secret_layout import (
     OWNER_ANNOTATION,
     TOKEN_ID_ANNOTATION,
 )
+from apitoken_operator.settings import PolicySettings
 from tests.unit.builders import (
     ATTEMPT,
     NOW,
@@ -607,11 +608,11 @@ SCENARIOS = [
             with_desired(BASE, adopt_token_id=OLD),
             recorded=Recorded(),
             secret=NO_SECRET,
-            adoption_refused="not through the default connection",
+            default_policy=PolicySettings(adoption_namespaces=("platform",)),
         ),
         "token_is_known",
         a.Stall,
-        {"reason": Reason.ADOPTION_REFUSED, "message": "not through the default connection"},
+        {"reason": Reason.ADOPTION_REFUSED},
     ),
     Scenario(
         "a recorded token that is the connection's credential is never touched (adopted before the check)",
@@ -640,15 +641,50 @@ SCENARIOS = [
         a.InSync,
     ),
     Scenario(
+        "adoption through the default connection by a namespace the policy names goes ahead",
+        replace(
+            with_desired(with_token(BASE, id=NEW), adopt_token_id=NEW),
+            recorded=Recorded(),
+            secret=NO_SECRET,
+            default_policy=PolicySettings(adoption_namespaces=("team-*",)),
+        ),
+        "token_is_known",
+        a.AdoptToken,
+        {"token_id": NEW},
+    ),
+    Scenario(
         "a first token past the namespace's limit on the default connection is refused",
-        replace(BASE, recorded=Recorded(), token=None, secret=NO_SECRET, quota_refused="over the limit"),
+        replace(
+            BASE,
+            recorded=Recorded(),
+            token=None,
+            secret=NO_SECRET,
+            default_policy=PolicySettings(max_tokens_per_namespace=2),
+            namespace_holding=2,
+        ),
         "token_is_known",
         a.Stall,
-        {"reason": Reason.QUOTA_EXCEEDED, "message": "over the limit"},
+        {"reason": Reason.QUOTA_EXCEEDED},
+    ),
+    Scenario(
+        "a first token under the namespace's limit is made",
+        replace(
+            BASE,
+            recorded=Recorded(),
+            token=None,
+            secret=NO_SECRET,
+            default_policy=PolicySettings(max_tokens_per_namespace=2),
+            namespace_holding=1,
+        ),
+        "token_is_known",
+        a.CreateToken,
+        {"reason": Reason.CREATED},
     ),
     Scenario(
         "the limit never stops an object that has its token from being replaced",
-        replace(BASE, token=None, quota_refused="over the limit"),
+        replace(
+            BASE, token=None, default_policy=PolicySettings(max_tokens_per_namespace=0), namespace_holding=5
+        ),
         "token_exists",
         a.CreateToken,
         {"reason": Reason.RECREATED},
@@ -769,6 +805,47 @@ SCENARIOS = [
         with_recorded(BASE, retiring=((NEW, NOW + timedelta(seconds=1)),)),
         "in_sync",
         a.InSync,
+    ),
+    # --- deletion: dynatrace_reachable --------------------------------------------------------------
+    Scenario(
+        "a connection that cannot be used blocks deleting the recorded token, and says how to release",
+        replace(BASE, deleting=True, token=None, connection_problem="the connection Secret is gone"),
+        "dynatrace_reachable",
+        a.Stall,
+        {"reason": Reason.DELETE_BLOCKED, "recheck": True},
+    ),
+    Scenario(
+        "... unless deletionPolicy Orphan leaves the token anyway",
+        with_desired(
+            replace(BASE, deleting=True, token=None, connection_problem="refused"), deletion_policy="Orphan"
+        ),
+        "dynatrace_reachable",
+        a.ReleaseFinalizer,
+        {"reason": Reason.RELEASED},
+    ),
+    Scenario(
+        "... or the object holds nothing in Dynatrace",
+        replace(BASE, recorded=Recorded(), deleting=True, token=None, connection_problem="refused"),
+        "dynatrace_reachable",
+        a.ReleaseFinalizer,
+        {"reason": Reason.RELEASED},
+    ),
+    Scenario(
+        "a pending create blocks an Orphan deletion without a connection: what it made must be found",
+        with_desired(
+            replace(PENDING, deleting=True, token=None, connection_problem="refused"),
+            deletion_policy="Orphan",
+        ),
+        "dynatrace_reachable",
+        a.Stall,
+        {"reason": Reason.DELETE_BLOCKED},
+    ),
+    Scenario(
+        "the release annotation lets go whatever the connection",
+        replace(BASE, deleting=True, release_requested=True, connection_problem="refused"),
+        "release_requested",
+        a.ReleaseFinalizer,
+        {"reason": Reason.RELEASED},
     ),
     # --- deletion: retired_tokens_go_too -------------------------------------------------------------
     Scenario(
@@ -980,3 +1057,36 @@ def test_the_longest_renew_before_the_crd_allows_does_not_crash_the_plan() -> No
     except OverflowError as error:
         pytest.fail(f"plan raised OverflowError: {error}")
     assert isinstance(result.action, get_args(a.Action))
+
+
+def test_policy_refusals_name_the_namespace_and_the_way_out() -> None:
+    adopting = replace(
+        with_desired(BASE, adopt_token_id=OLD),
+        recorded=Recorded(),
+        secret=NO_SECRET,
+        default_policy=PolicySettings(adoption_namespaces=("platform",)),
+    )
+    action = plan(adopting).action
+    assert isinstance(action, a.Stall)
+    assert (
+        "namespace 'team-a' may not adopt" in action.message and "--policy-adopt-namespace" in action.message
+    )
+    full = replace(
+        BASE,
+        recorded=Recorded(),
+        token=None,
+        secret=NO_SECRET,
+        default_policy=PolicySettings(max_tokens_per_namespace=2),
+        namespace_holding=3,
+    )
+    action = plan(full).action
+    assert isinstance(action, a.Stall)
+    assert "namespace 'team-a' already has 3 ApiTokens" in action.message and "(2)" in action.message
+
+
+def test_a_blocked_deletion_names_the_object_and_the_annotation() -> None:
+    state = replace(BASE, deleting=True, token=None, connection_problem="the connection Secret is gone")
+    action = plan(state).action
+    assert isinstance(action, a.Stall)
+    assert f"cannot delete token {OLD}: the connection Secret is gone" in action.message
+    assert "kubectl annotate apitoken web -n team-a dynatrace.apitokens.io/release=true" in action.message

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from typing import get_args
+from typing import Any, get_args
 
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
-from apitoken_operator.controller.reconciler import _as_observed
-from apitoken_operator.dynatrace.dates import DateFormatError, parse_date
+from apitoken_operator.controller.calls import as_observed as _as_observed
+from apitoken_operator.controller.gather import Work
+from apitoken_operator.controller.status_writer import merge_patch
+from apitoken_operator.dynatrace.dates import DateFormatError, format_date, parse_date
 from apitoken_operator.dynatrace.models import ApiToken, ApiTokenCreated, ApiTokenUpdate
 from apitoken_operator.dynatrace.secrets import TokenSecret
 from apitoken_operator.reconcile import actions as a
-from apitoken_operator.reconcile import creation
+from apitoken_operator.reconcile import creation, effects
 from apitoken_operator.reconcile.model import Desired, Input, Recorded, SecretFacts
 from apitoken_operator.reconcile.plan import CHECKS, DELETION_CHECKS, Plan, plan
+from apitoken_operator.reconcile.policy import adoption_violation
 from apitoken_operator.reconcile.reasons import Reason
 from tests.unit.builders import (
     ATTEMPT,
@@ -51,6 +54,8 @@ def pending_create_is_settled_before_anything_else(state: Input, result: Plan) -
         return
     if state.deleting and state.release_requested:
         assert isinstance(result.action, a.ReleaseFinalizer)
+    elif state.deleting and state.connection_problem is not None:  # cannot be settled without Dynatrace
+        assert isinstance(result.action, a.Stall) and result.action.reason is Reason.DELETE_BLOCKED
     else:
         assert isinstance(
             result.action, a.CompletePendingCreate | a.AbandonPendingCreate | a.AwaitPendingCreate
@@ -114,6 +119,7 @@ DELETION_ACTIONS = (
     | a.DropRetiring
     | a.AbandonPendingCreate
     | a.AwaitPendingCreate
+    | a.Stall
 )
 
 
@@ -121,6 +127,8 @@ def deleting_never_creates_or_updates(state: Input, result: Plan) -> None:
     action = result.action
     if state.deleting:
         assert isinstance(action, DELETION_ACTIONS)
+        if isinstance(action, a.Stall):  # only a connection that cannot be used holds a deletion up
+            assert state.connection_problem is not None and action.reason is Reason.DELETE_BLOCKED
     else:  # live objects are never released
         assert not isinstance(action, a.ReleaseFinalizer | a.DeleteToken)
     if isinstance(action, a.DeleteToken):
@@ -165,7 +173,26 @@ def adoption_takes_only_the_named_token(state: Input, result: Plan) -> None:
         assert state.secret_proven
     if isinstance(action, a.AdoptToken):  # never a credential, another object's token, or against policy
         assert action.token_id not in state.credential_token_ids
-        assert not state.adopt_claimed and state.adoption_refused is None
+        assert not state.adopt_claimed
+        policy = state.default_policy
+        assert policy is None or adoption_violation(state.namespace, policy=policy) is None
+
+
+def the_namespace_limit_holds(state: Input, result: Plan) -> None:
+    """Through the default connection, no first token for a namespace at its limit."""
+    policy = state.default_policy
+    if isinstance(result.action, a.CreateToken) and state.recorded.token_id is None and policy is not None:
+        limit = policy.max_tokens_per_namespace
+        assert limit is None or state.namespace_holding < limit
+
+
+def without_a_connection_nothing_touches_dynatrace(state: Input, result: Plan) -> None:
+    """A deletion whose connection cannot be used either lets go (nothing to lose) or waits, asking."""
+    if state.deleting and state.connection_problem is not None:
+        assert isinstance(result.action, a.ReleaseFinalizer | a.Stall)
+        if isinstance(result.action, a.ReleaseFinalizer) and not state.release_requested:
+            assert state.recorded.pending is None
+            assert state.recorded.token_id is None or state.desired.deletion_policy == "Orphan"
 
 
 def a_credential_is_never_touched(state: Input, result: Plan) -> None:
@@ -183,12 +210,14 @@ def a_credential_is_never_touched(state: Input, result: Plan) -> None:
 
 def stalls_have_a_user_facing_reason(state: Input, result: Plan) -> None:
     if isinstance(result.action, a.Stall):
-        assert not state.deleting
+        assert not state.deleting or state.connection_problem is not None
         assert result.action.reason in {
             Reason.SECRET_NAME_TAKEN,
             Reason.ADOPTED_TOKEN_NOT_FOUND,
             Reason.ADOPTION_REFUSED,
             Reason.EXPIRED,
+            Reason.QUOTA_EXCEEDED,
+            Reason.DELETE_BLOCKED,
         }
         assert result.action.message
 
@@ -252,6 +281,8 @@ INVARIANTS: tuple[Callable[[Input, Plan], None], ...] = (
     a_credential_is_never_touched,
     only_retired_tokens_are_retired,
     adoption_takes_only_the_named_token,
+    the_namespace_limit_holds,
+    without_a_connection_nothing_touches_dynatrace,
     stalls_have_a_user_facing_reason,
 )
 
@@ -287,12 +318,21 @@ def test_a_converged_input_is_in_sync(want: Desired, token_id: str) -> None:
         assert isinstance(decide(replace(state, now=NOW.replace(year=2035))).action, a.InSync)
 
 
+def recorded_after(status: dict[str, Any], *patches: dict[str, Any]) -> tuple[dict[str, Any], Recorded]:
+    """The status the patches leave, and what the next reconcile reads from it (as the operator does)."""
+    for patch in patches:
+        status = merge_patch(status, patch)
+    body = {"metadata": {"namespace": "team-a", "name": "web", "uid": "u1"}, "status": status}
+    return status, Work(body=body).recorded(now=NOW)
+
+
 @PROPERTIES
 @given(desireds(), token_ids, secret_parts, st.sampled_from([None, "ci@example.com"]))
 def test_after_a_create_the_plan_converges_in_one_update(
     want: Desired, token_id: str, secret: str, owner: str | None
 ) -> None:
-    """Carry out the planned create (as the reconciler records it) and re-plan: one update, then in sync."""
+    """Carry out the planned create with the statuses its effects write, and re-plan: one update, then in
+    sync; and a crash between intent and record leaves an intent the plan settles first."""
     first = Input(desired=want, recorded=Recorded(), secret=SecretFacts(name=want.secret_name), now=NOW)
     action = decide(first).action
     assert isinstance(action, a.CreateToken)
@@ -300,14 +340,21 @@ def test_after_a_create_the_plan_converges_in_one_update(
     if want.expiration_date and not want.expiration_date.startswith("now"):
         assume(_after_now(want.expiration_date))  # Dynatrace refuses a create dated in the past (400)
         expiry = want.expiration_date  # an absolute date comes back as asked (garbage is judged as asked)
+    name = creation.marked_name(want.name, ATTEMPT)
+    intent = effects.intent(action, attempt=ATTEMPT, name=name, owner=owner, now=NOW, writer=None)
+    status, interrupted = recorded_after({}, intent)
+    assert interrupted.pending is not None and interrupted.pending.marked
+    crashed = replace(first, recorded=interrupted, secret=owned_secret(want, token_id), reference=REFERENCE)
+    assert decide(crashed).check == "settle_pending_create", "an interrupted create is settled first"
     created = ApiTokenCreated(id=token_id, token=TokenSecret(f"{token_id}.{secret}"), expiration_date=expiry)
-    request = action.request.model_copy(update={"name": creation.marked_name(want.name, ATTEMPT)})
+    request = action.request.model_copy(update={"name": name})
     observed = _as_observed(created, request, owner=owner)
+    done = effects.created(action, token_id=token_id, status=status, desired=want, now=NOW)
+    _, recorded = recorded_after(status, done)
+    assert recorded.pending is None and recorded.token_id == token_id
     state = Input(
         desired=want,
-        recorded=Recorded(
-            token_id=token_id, secret_name=want.secret_name, expiration_requested=want.expiration_date
-        ),
+        recorded=recorded,
         secret=owned_secret(want, token_id),
         now=NOW,
         token=observed,
@@ -321,3 +368,63 @@ def test_after_a_create_the_plan_converges_in_one_update(
         update={"name": step.update.name, "enabled": step.update.enabled, "scopes": step.update.scopes}
     )
     assert isinstance(decide(replace(state, token=updated)).action, a.InSync)
+
+
+@settings(PROPERTIES, max_examples=400)
+@given(inputs)
+def test_a_step_carried_out_is_not_planned_again(state: Input) -> None:
+    """Every step makes progress: apply what an action changes in the status (its effects) and in
+    Dynatrace (the tokens it deletes), re-plan, and the same action never comes back."""
+    action = decide(state).action
+    calls_only = (
+        a.CreateToken,
+        a.FinishCreate,
+        a.UpdateToken,
+        a.WriteSecretMetadata,
+        a.MoveSecret,
+        a.DeleteSecret,
+    )
+    assume(not isinstance(action, (*a.TERMINAL, *calls_only)))
+    status = status_of(state)
+    patch = effects.status_patch(action, status=status, desired=state.desired, now=NOW)
+    _, recorded = recorded_after(status, patch)
+    gone = set(effects.tokens_deleted_by(action))
+    token = None if state.token is not None and state.token.id in gone else state.token
+    if isinstance(action, a.AdoptToken | a.CompletePendingCreate | a.RecoverIdFromSecret):
+        token = state.token if state.token is not None and state.token.id == recorded.token_id else None
+    after = replace(
+        state,
+        recorded=recorded,
+        token=token,
+        lost_create_candidates=() if recorded.pending is None else state.lost_create_candidates,
+    )
+    event(type(action).__name__)
+    assert decide(after).action != action
+
+
+def status_of(state: Input) -> dict[str, Any]:
+    """The status that reads back as `state.recorded` (the part the actions above touch)."""
+    recorded = state.recorded
+    status: dict[str, Any] = {}
+    if recorded.token_id:
+        status["id"] = recorded.token_id
+    if recorded.secret_name:
+        status["secretName"] = recorded.secret_name
+    if not recorded.secret_available:
+        status["secretAvailable"] = False
+    if recorded.retiring:
+        status["retiringTokens"] = [
+            {"id": i, "deleteAfter": format_date(when)} for i, when in recorded.retiring
+        ]
+    if recorded.pending is not None:
+        pending = recorded.pending
+        status["pendingCreate"] = {
+            "attempt": pending.attempt,
+            "name": pending.name,
+            "startedAt": format_date(pending.started_at),
+            "replaces": pending.replaces,
+            "graceSeconds": pending.grace_seconds,
+        }
+    _, back = recorded_after(status)
+    assert back.token_id == recorded.token_id and back.retiring == recorded.retiring
+    return status

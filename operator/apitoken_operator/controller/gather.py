@@ -23,6 +23,8 @@ from apitoken_operator.reconcile.model import (
     Recorded,
     running_elsewhere_until,
 )
+from apitoken_operator.reconcile.plan import needs_token_count
+from apitoken_operator.settings import PolicySettings
 
 logger = logging.getLogger(__name__)
 
@@ -122,16 +124,18 @@ async def gather(
     identity: str | None = None,
     peers: PeerDirectory | None = None,
     credential_token_ids: frozenset[str] = frozenset(),
-    adoption_refused: str | None = None,
-    quota_refused: str | None = None,
+    default_policy: PolicySettings | None = None,
+    holding: Callable[[str], int] = lambda namespace: 0,
     max_retiring: int | None = None,
+    connection_problem: str | None = None,
 ) -> Input:
     """`ids_of_others(uid)`: token ids recorded by other ApiTokens, never candidates of a lost create.
 
     `own_attempt`: the last create this process recorded for the object; `identity`: this process's
     peering identity; `peers`: who else is alive (peering only); `credential_token_ids`: the tokens the
-    operator's connections authenticate with (the object's own and the default one); `adoption_refused`:
-    why the policy forbids this object to adopt, if it does.
+    operator's connections authenticate with (the object's own and the default one); `default_policy`:
+    the operator's policy when the object uses the default connection; `holding(namespace)`: how many
+    ApiTokens of a namespace hold a token; `connection_problem`: why `connection` is None.
     """
     recorded = work.recorded(now=now)
     pending = recorded.pending
@@ -197,7 +201,7 @@ async def gather(
                 for t in tokens.values()
                 if made_by(t, recorded.pending, excluded=others, keep=recorded.token_id)
             )
-    return Input(
+    state = Input(
         desired=desired,
         recorded=recorded,
         secret=secret,
@@ -208,8 +212,8 @@ async def gather(
         secret_proven=proven,
         credential_token_ids=credential_token_ids,
         adopt_claimed=adopt_claimed,
-        adoption_refused=adoption_refused,
-        quota_refused=quota_refused,
+        default_policy=default_policy,
+        connection_problem=connection_problem,
         max_retiring=max_retiring,
         deleting=deleting,
         reference=work.reference,
@@ -217,6 +221,9 @@ async def gather(
         rotation_request=(work.metadata.get("annotations") or {}).get(ROTATE_ANNOTATION) or None,
         foreign_create_window=foreign_create_window,
     )
+    if needs_token_count(state):
+        state = replace(state, namespace_holding=holding(work.namespace))
+    return state
 
 
 def made_by(token: ApiToken, pending: PendingCreate, *, excluded: Collection[str], keep: str | None) -> bool:

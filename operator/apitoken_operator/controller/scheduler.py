@@ -12,32 +12,57 @@ import contextlib
 import heapq
 import logging
 import time
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ObjectKey:
+    """Reconcile this ApiToken as it is now: a retry, a wake-up, a change found elsewhere."""
+
+    namespace: str
+    name: str
+
+
+@dataclass(frozen=True)
+class QueuedEvent:
+    """A watch event that found every reconcile slot taken: when its turn comes (after the object's
+    reconcile under way, if any), the object is read and looked at like an event, so one that turned
+    out to be an echo costs a read, not a reconcile."""
+
+    uid: str
+    namespace: str
+    name: str
+
+
+Key = ObjectKey | QueuedEvent
 
 
 class Scheduler:
     def __init__(
         self,
-        callback: Callable[[Hashable], Awaitable[None]],
+        callback: Callable[[Key], Awaitable[None]],
         *,
         concurrency: int = 32,
         monotonic: Callable[[], float] = time.monotonic,
         gate: Callable[[], Awaitable[None]] | None = None,
+        failure_retry: float = 10.0,
     ) -> None:
         """`gate`: awaited before due keys fire (a replica standing by holds them until it resumes)."""
         self._callback = callback
+        self._failure_retry = failure_retry
         self._gate = gate
         self._monotonic = monotonic
-        self._heap: list[tuple[float, int, Hashable]] = []
-        self._due: dict[Hashable, float] = {}
+        self._heap: list[tuple[float, int, Key]] = []
+        self._due: dict[Key, float] = {}
         self._counter = 0
         self._wakeup = asyncio.Event()
         self._slots = asyncio.Semaphore(concurrency)
         self._running: set[asyncio.Task[None]] = set()
 
-    def schedule(self, key: Hashable, delay: float = 0.0) -> None:
+    def schedule(self, key: Key, delay: float = 0.0) -> None:
         when = self._monotonic() + max(0.0, delay)
         current = self._due.get(key)
         if current is not None and current <= when:
@@ -46,9 +71,6 @@ class Scheduler:
         self._counter += 1
         heapq.heappush(self._heap, (when, self._counter, key))
         self._wakeup.set()
-
-    def pending(self) -> int:
-        return len(self._due)
 
     async def run(self) -> None:
         while True:
@@ -69,13 +91,13 @@ class Scheduler:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), timeout)
 
-    async def _fire(self, key: Hashable) -> None:
+    async def _fire(self, key: Key) -> None:
         try:
             await self._callback(key)
         except asyncio.CancelledError:
             raise
         except Exception:
-            logger.exception("scheduled reconcile of %s failed; retrying in 10 s", key)
-            self.schedule(key, 10.0)
+            logger.exception("scheduled reconcile of %s failed; retrying in %.0f s", key, self._failure_retry)
+            self.schedule(key, self._failure_retry)
         finally:
             self._slots.release()

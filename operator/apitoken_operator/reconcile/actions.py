@@ -147,6 +147,8 @@ class Stall:
 
     reason: Reason
     message: str
+    #: what must change is outside the object (a connection Secret, Dynatrace): look again now and then
+    recheck: bool = False
 
 
 @dataclass(frozen=True)

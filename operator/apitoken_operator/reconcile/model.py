@@ -15,6 +15,7 @@ from typing import Any
 from apitoken_operator.dynatrace.dates import DateFormatError, parse_date
 from apitoken_operator.dynatrace.models import ApiToken
 from apitoken_operator.reconcile import creation
+from apitoken_operator.settings import PolicySettings
 
 
 class SpecError(ValueError):
@@ -214,6 +215,15 @@ class Input:
     deleting: bool = False
     #: `namespace/name` of the ApiToken, written on the Secret so people can trace it back
     reference: str = ""
+
+    @property
+    def namespace(self) -> str:
+        return self.reference.partition("/")[0]
+
+    @property
+    def object_name(self) -> str:
+        return self.reference.partition("/")[2]
+
     #: an administrator asked to let the object go without touching Dynatrace (the release annotation)
     release_requested: bool = False
     #: the value of the rotate annotation; a value not yet acted on asks for a rotation
@@ -224,9 +234,11 @@ class Input:
     credential_token_ids: frozenset[str] = frozenset()
     #: spec.adoptTokenId is recorded (or retiring) in another ApiToken: it is that object's, not this one's
     adopt_claimed: bool = False
-    #: why this object may not adopt through its connection (the operator's policy), if it may not
-    adoption_refused: str | None = None
-    #: why a first token for this object would pass its namespace's limit (the operator's policy)
-    quota_refused: str | None = None
+    #: the operator's policy, when the object uses the default connection (its own connection is not limited)
+    default_policy: PolicySettings | None = None
+    #: ApiTokens of the object's namespace holding a token (counted only where a namespace limit applies)
+    namespace_holding: int = 0
+    #: the object's connection cannot be used (while deleting): why; Dynatrace was not read
+    connection_problem: str | None = None
     #: rotated-out tokens the object may keep at once; a rotation due while that many retire waits
     max_retiring: int | None = None

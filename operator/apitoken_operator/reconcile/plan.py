@@ -17,9 +17,16 @@ from apitoken_operator.dynatrace.models import ApiTokenCreate, ApiTokenUpdate
 from apitoken_operator.reconcile import actions as a
 from apitoken_operator.reconcile import creation
 from apitoken_operator.reconcile.expiry import expiry_mismatch
-from apitoken_operator.reconcile.model import Input, SecretFacts, running_elsewhere_until
+from apitoken_operator.reconcile.model import Desired, Input, SecretFacts, running_elsewhere_until
+from apitoken_operator.reconcile.policy import (
+    adoption_violation,
+    grace_violation,
+    policy_violation,
+    quota_violation,
+)
 from apitoken_operator.reconcile.reasons import Reason
 from apitoken_operator.reconcile.secret_layout import secret_annotations, secret_labels
+from apitoken_operator.settings import PolicySettings
 
 Check = Callable[[Input], a.Action | None]
 
@@ -33,6 +40,23 @@ class Plan:
     @property
     def terminal(self) -> bool:
         return isinstance(self.action, a.TERMINAL)
+
+
+def admission(desired: Desired, *, namespace: str, policy: PolicySettings) -> str | None:
+    """Why the default connection must not serve this object at all (asked before anything is read, so a
+    refused namespace costs Dynatrace nothing), or None."""
+    return policy_violation(desired, namespace=namespace, policy=policy) or grace_violation(
+        desired, policy=policy
+    )
+
+
+def needs_token_count(state: Input) -> bool:
+    """Whether the namespace's count of token holders matters: a first token under a limit (counting
+    walks every recorded token, so only then)."""
+    policy = state.default_policy
+    return (
+        policy is not None and policy.max_tokens_per_namespace is not None and state.recorded.token_id is None
+    )
 
 
 def plan(state: Input) -> Plan:
@@ -109,8 +133,10 @@ def token_is_known(state: Input) -> a.Action | None:
                 "fix the id, or remove spec.adoptTokenId to create a new token",
             )
         return a.AdoptToken(token_id=adopt)
-    if state.quota_refused is not None:
-        return a.Stall(Reason.QUOTA_EXCEEDED, state.quota_refused)
+    if state.default_policy is not None:
+        over = quota_violation(state.namespace, holding=state.namespace_holding, policy=state.default_policy)
+        if over is not None:
+            return a.Stall(Reason.QUOTA_EXCEEDED, over)
     return _create(state, Reason.CREATED, why="no token exists for this ApiToken yet")
 
 
@@ -119,8 +145,10 @@ def _adoption_refusal(state: Input, adopt: str) -> str | None:
 
     The policy first: a namespace that may not adopt learns nothing about the id it named.
     """
-    if state.adoption_refused is not None:
-        return state.adoption_refused
+    if state.default_policy is not None:
+        refused = adoption_violation(state.namespace, policy=state.default_policy)
+        if refused is not None:
+            return refused
     if adopt in state.credential_token_ids:
         return (
             f"spec.adoptTokenId {adopt} is the token the operator's connection authenticates with; "
@@ -352,6 +380,29 @@ def release_requested(state: Input) -> a.Action | None:
     return None
 
 
+def dynatrace_reachable(state: Input) -> a.Action | None:
+    """The connection cannot be used: let go what holds nothing in Dynatrace, otherwise wait for a fix
+    or a release (a token the object may hold is never left behind silently)."""
+    problem = state.connection_problem
+    if problem is None:
+        return None
+    recorded = state.recorded
+    holds_nothing = recorded.token_id is None and recorded.pending is None
+    if holds_nothing or (state.desired.deletion_policy == "Orphan" and recorded.pending is None):
+        return a.ReleaseFinalizer(
+            Reason.RELEASED,
+            f"released without contacting Dynatrace; token {recorded.token_id or '(none)'} left in place",
+        )
+    what = f"token {recorded.token_id}" if recorded.token_id else "what its interrupted create made"
+    return a.Stall(
+        Reason.DELETE_BLOCKED,
+        f"cannot delete {what}: {problem}. Fix the connection, or release the object "
+        f"(leaving the token) with: kubectl annotate apitoken {state.object_name} -n {state.namespace} "
+        "dynatrace.apitokens.io/release=true",
+        recheck=True,
+    )
+
+
 def orphan_policy(state: Input) -> a.Action | None:
     if state.desired.deletion_policy == "Orphan":
         return a.ReleaseFinalizer(
@@ -384,6 +435,7 @@ def _in_use(state: Input) -> set[str]:
 
 DELETION_CHECKS: tuple[Check, ...] = (
     release_requested,
+    dynatrace_reachable,
     settle_pending_create,
     credential_untouched,
     retired_tokens_go_too,

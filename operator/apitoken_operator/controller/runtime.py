@@ -1,0 +1,366 @@
+"""What the kopf handlers share, built whole at start-up, and how it turns events into reconciles.
+
+ApiTokens are reconciled from raw watch events (see `handlers`). Everything that is not an event about
+the object itself — a retry, a managed Secret edited, drift found by a listing, a renewal or a grace
+period coming due — goes through one `Scheduler` as a reconcile of a freshly read body, through the
+same per-object-locked `Reconciler`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import time
+from collections.abc import Collection, Coroutine, Hashable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from apitoken_operator.controller.budgets import Budgets
+from apitoken_operator.controller.connections import Connections, SharedClient
+from apitoken_operator.controller.failpoints import FailPoints
+from apitoken_operator.controller.heartbeat import Heartbeat
+from apitoken_operator.controller.peers import PeerDirectory
+from apitoken_operator.controller.reconciler import Reconciler, Result
+from apitoken_operator.controller.scheduler import Key, ObjectKey, QueuedEvent, Scheduler
+from apitoken_operator.controller.standby import Standby
+from apitoken_operator.dynatrace import errors
+from apitoken_operator.kube import api
+from apitoken_operator.kube.events import EventPoster
+from apitoken_operator.metrics import Metrics
+from apitoken_operator.reconcile.attention import (
+    CHECK_ANNOTATION,
+    FINALIZER,
+    needs_reconcile,
+    release_requested,
+)
+from apitoken_operator.settings import OperatorSettings
+
+logger = logging.getLogger(__name__)
+
+#: one holder of a token: (uid, namespace, name, role); role "id" (the object's token) or "retiring"
+#: (rotated out, in its grace period)
+Holder = tuple[str, str, str, str]
+#: token id -> the ApiTokens holding it (kopf's live index)
+TokenIndex = Mapping[str, Collection[Holder]]
+
+
+@dataclass(frozen=True)
+class Options:
+    """How `apitoken-operator run` was asked to run."""
+
+    settings: OperatorSettings
+    kubeconfig: str | None = None
+    #: serve Prometheus metrics on this port (None: not served)
+    metrics_port: int | None = None
+    #: this process's name among kopf's peers (recorded with each intent)
+    identity: str | None = None
+    #: kopf's peering object (None: standalone), and whether it is the cluster-wide kind
+    peering_name: str | None = None
+    clusterwide: bool = True
+    #: this replica's peering priority, and the namespaces whose peering objects it follows
+    priority: int = 0
+    namespaces: tuple[str, ...] = ()
+    failpoints: FailPoints = field(default_factory=FailPoints)
+
+
+@dataclass
+class Runtime:
+    options: Options
+    metrics: Metrics
+    api_client: Any
+    kube: api.Kube
+    events: EventPoster
+    connections: Connections
+    budgets: Budgets
+    reconciler: Reconciler
+    scheduler: Scheduler
+    standby: Standby
+    heartbeat: Heartbeat
+    #: reconciles running at once (`ReconcileSettings.max_reconciles`)
+    slots: asyncio.Semaphore
+    #: kopf's live index of recorded token ids, captured from the handlers' calls
+    token_index: TokenIndex = field(default_factory=dict)
+    #: token id -> when a listing saw it change while no object recorded it yet (see `drifted`)
+    unclaimed: dict[str, float] = field(default_factory=dict)
+    background: set[asyncio.Task[None]] = field(default_factory=set)
+    #: uids reconciled since start-up (the first event of every other object is a resume)
+    seen: set[str] = field(default_factory=set)
+    #: uid -> the check annotation's value when last reconciled (only objects that carry one)
+    checks: dict[str, str] = field(default_factory=dict)
+    started: bool = False
+
+    @classmethod
+    async def start(cls, options: Options, *, metrics: Metrics) -> Runtime:
+        """Every service made and wired; the background work begins with the first handler call."""
+        settings = options.settings
+        api_client = await api.connect(options.kubeconfig)
+        kube = api.Kube(api_client)
+        events = EventPoster(kube)
+        connections = Connections(kube, settings, metrics=metrics)
+        pace = settings.reconcile
+        runtime: Runtime
+
+        def wake(key: Hashable) -> None:
+            if isinstance(key, ObjectKey):
+                runtime.scheduler.schedule(key)
+
+        budgets = Budgets(per_budget=settings.connection_reconciles, wake=wake)
+        peers = (
+            PeerDirectory(kube, name=options.peering_name, clusterwide=options.clusterwide)
+            if options.peering_name
+            else None
+        )
+        standby = Standby(
+            kube,
+            peering_name=options.peering_name,
+            namespaces=() if options.clusterwide else options.namespaces,
+            identity=options.identity or "",
+            priority=options.priority,
+        )
+        reconciler = Reconciler(
+            kube=kube,
+            budgets=budgets,
+            holding=lambda namespace: holding(runtime.token_index, namespace),
+            connections=connections,
+            settings=settings,
+            events=events.post,
+            metrics=metrics,
+            identity=options.identity,
+            peers=peers,
+            failpoints=options.failpoints,
+        )
+        scheduler = Scheduler(
+            lambda key: runtime.reconcile_scheduled(key),  # noqa: PLW0108 - runtime is made below
+            concurrency=pace.scheduler_concurrency,
+            gate=standby.wait_active,
+            failure_retry=pace.transient_retry,
+        )
+        runtime = cls(
+            options=options,
+            metrics=metrics,
+            api_client=api_client,
+            kube=kube,
+            events=events,
+            connections=connections,
+            budgets=budgets,
+            reconciler=reconciler,
+            scheduler=scheduler,
+            standby=standby,
+            heartbeat=Heartbeat(),
+            slots=asyncio.Semaphore(pace.max_reconciles),
+        )
+        connections.on_change = runtime.drifted
+        metrics.count_managed(lambda: managed(runtime.token_index))
+        if options.metrics_port is not None:
+            metrics.serve(options.metrics_port)
+        runtime.spawn(runtime.heartbeat.run())
+        await standby.look()  # a replica started beside a running one stands by from the start
+        runtime.spawn(standby.run())
+        return runtime
+
+    async def close(self) -> None:
+        for task in list(self.background):
+            task.cancel()
+        await self.events.close()
+        await self.connections.close()
+        await self.api_client.close()
+
+    def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coroutine)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+    def capture_index(self, index: TokenIndex) -> None:
+        """Keep kopf's live index, and start the background work at the first handler call (the
+        scheduler and the drift check find objects through the index)."""
+        self.token_index = index
+        if not self.started:
+            self.started = True
+            self.spawn(self.scheduler.run())
+            self.spawn(self.check_for_drift())
+
+    def forget(self, uid: str) -> None:
+        self.seen.discard(uid)
+        self.checks.pop(uid, None)
+        self.reconciler.forget(uid)
+        self.spawn(self.connections.release(uid))
+
+    # --- events --------------------------------------------------------------------------------------
+
+    async def apitoken_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        metadata = body.get("metadata", {})
+        uid = metadata.get("uid", "")
+        if event_type == "DELETED":
+            self.forget(uid)
+            return
+        if release_requested(body):
+            await self._release(_copy(body))
+            return
+        if not self._worth_a_reconcile(body):
+            return
+        if self.reconciler.busy(uid) or self.slots.locked():
+            # Queued as an event: when its turn comes (after the object's reconcile under way, if any),
+            # the object is read and looked at again; by then the event may have turned out to be the
+            # echo of a write whose answer had not arrived yet.
+            self.scheduler.schedule(QueuedEvent(uid, metadata.get("namespace", ""), metadata.get("name", "")))
+            return
+        async with self.slots:
+            await self._reconcile_body(_copy(body))
+
+    def token_recorded(self, token_id: str, key: ObjectKey) -> None:
+        """An object recorded `token_id`: a change a listing saw before that is delivered now."""
+        if self.unclaimed.pop(token_id, None) is not None:
+            self.scheduler.schedule(key)
+
+    def secret_changed(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """A Secret the operator wrote was edited or deleted: reconcile its ApiToken (out of band)."""
+        if event_type not in ("MODIFIED", "DELETED"):
+            return
+        metadata = body.get("metadata", {})
+        owner = next(
+            (
+                ref
+                for ref in metadata.get("ownerReferences") or ()
+                if ref.get("kind") == "ApiToken" and ref.get("controller")
+            ),
+            None,
+        )
+        if owner is not None and metadata.get("namespace"):
+            self.scheduler.schedule(ObjectKey(metadata["namespace"], owner["name"]))
+
+    def _worth_a_reconcile(self, body: Mapping[str, Any]) -> bool:
+        """Not the echo of the operator's own write, and something the status does not answer yet."""
+        if self.reconciler.own_echo(body):
+            return False
+        metadata = body.get("metadata", {})
+        uid = metadata.get("uid", "")
+        why = needs_reconcile(body, first_sight=uid not in self.seen, last_check=self.checks.get(uid))
+        if why is not None:
+            logger.debug("%s/%s: reconciling: %s", metadata.get("namespace"), metadata.get("name"), why)
+        return why is not None
+
+    # --- reconciles ----------------------------------------------------------------------------------
+
+    async def reconcile_scheduled(self, key: Key) -> None:
+        """A retry or a wake-up: reconcile what the object is now, whatever event was seen last. A queued
+        event waits for the object's reconcile under way, then is looked at like an event."""
+        if isinstance(key, QueuedEvent):
+            await self.reconciler.idle(key.uid)
+        async with self.slots:
+            body = await self.kube.get_apitoken(key.namespace, key.name)
+            if body is None:
+                return
+            if isinstance(key, QueuedEvent) and not (
+                release_requested(body) or self._worth_a_reconcile(body)
+            ):
+                return
+            if release_requested(body):
+                await self._release(body)
+            elif body.get("metadata", {}).get("deletionTimestamp") is None or FINALIZER in (
+                body["metadata"].get("finalizers") or ()
+            ):
+                await self._reconcile_body(body)
+
+    async def _reconcile_body(self, body: dict[str, Any]) -> None:
+        """One reconcile; whatever it leaves to do later (a retry, a renewal) goes to the scheduler."""
+        metadata = body.get("metadata", {})
+        uid, key = metadata.get("uid", ""), ObjectKey(metadata.get("namespace", ""), metadata.get("name", ""))
+        check = (metadata.get("annotations") or {}).get(CHECK_ANNOTATION)
+        fresh = uid in self.seen and check != self.checks.get(uid)
+        self.seen.add(uid)
+        if check is None:
+            self.checks.pop(uid, None)
+        else:
+            self.checks[uid] = check
+        deleting = bool(metadata.get("deletionTimestamp"))
+        try:
+            result = await self.reconciler.reconcile(
+                body, deleting=deleting, ids_of_others=self._ids_of_others, fresh=fresh
+            )
+        except Exception:  # a bug or an unforeseen answer: say so, and keep trying this object
+            retry = self.options.settings.reconcile.transient_retry
+            logger.exception("%s/%s: reconcile failed; retrying in %.0f s", key.namespace, key.name, retry)
+            self.scheduler.schedule(key, retry)
+            return
+        self._follow_up(uid, key, result)
+
+    def _follow_up(self, uid: str, key: ObjectKey, result: Result) -> None:
+        if result.released:
+            self.forget(uid)
+            return
+        for delay in (result.requeue_after, result.retry_after):  # something due later, or a retry
+            if delay is not None:
+                self.scheduler.schedule(key, delay)
+
+    async def _release(self, body: dict[str, Any]) -> None:
+        """The release annotation on an object being deleted: let it go at once, leaving its token."""
+        if await self.reconciler.release(body):
+            self.forget(body.get("metadata", {}).get("uid", ""))
+        else:
+            await self._reconcile_body(body)
+
+    def _ids_of_others(self, uid: str) -> Collection[str]:
+        index = self.token_index
+        return {token_id for token_id, owners in index.items() if any(owner[0] != uid for owner in owners)}
+
+    # --- drift ---------------------------------------------------------------------------------------
+
+    def drifted(self, token_ids: set[str]) -> None:
+        """A listing found these tokens changed or gone: reconcile the objects that record them.
+
+        A token made moments ago may not be recorded yet (its object's status is written at the end of
+        its reconcile): its change is kept for a while and delivered when the id is recorded.
+        """
+        pace = self.options.settings.reconcile
+        now = time.monotonic()
+        for token_id in token_ids:
+            holders = self.token_index.get(token_id, ())
+            for _, namespace, name, _role in holders:
+                self.scheduler.schedule(ObjectKey(namespace, name))
+            if not holders:
+                self.unclaimed[token_id] = now
+        if len(self.unclaimed) > pace.unclaimed_max:  # mostly tokens no object will ever record
+            cutoff = now - pace.unclaimed_seconds
+            self.unclaimed = {i: t for i, t in self.unclaimed.items() if t > cutoff}
+            while len(self.unclaimed) > pace.unclaimed_max:
+                self.unclaimed.pop(next(iter(self.unclaimed)))
+
+    async def check_for_drift(self) -> None:
+        """Every drift interval, one listing per connection, side by side, each within the interval:
+        one that hangs or answers slowly delays nobody else's check."""
+        while True:
+            await asyncio.sleep(self.options.settings.drift_interval)
+            await self.standby.wait_active()
+            await asyncio.gather(*(self._drift_check(c) for c in self.connections.all()))
+
+    async def _drift_check(self, connection: SharedClient) -> None:
+        deadline = max(self.options.settings.drift_interval, 1.0)
+        try:
+            async with asyncio.timeout(deadline):
+                await connection.observer.refresh()
+        except (errors.Unauthorized, errors.Forbidden) as error:
+            # The credential stopped working (revoked, expired, personal access tokens turned off): every
+            # object on it is told now, by its own reconcile, rather than at its next change.
+            logger.warning("drift check of connection %s refused: %s", connection.name, error)
+            self.drifted(connection.observer.known_ids())
+        except TimeoutError:
+            logger.warning(
+                "drift check of connection %s took longer than %.0f s; skipped", connection.name, deadline
+            )
+        except Exception as error:  # the next interval tries again; objects show their own errors
+            logger.warning("drift check of connection %s failed: %s", connection.name, error)
+
+
+def holding(index: TokenIndex, namespace: str) -> int:
+    """ApiTokens of `namespace` that hold a token (their own, not one retiring)."""
+    return len({h[0] for holders in index.values() for h in holders if h[1] == namespace and h[3] == "id"})
+
+
+def managed(index: TokenIndex) -> int:
+    """Tokens in use by an object (those retiring after a rotation are not counted)."""
+    return sum(1 for holders in index.values() if any(holder[3] == "id" for holder in holders))
+
+
+def _copy(body: Mapping[str, Any]) -> dict[str, Any]:
+    return copy.deepcopy(dict(body))
