@@ -152,6 +152,24 @@ class ConnectionSettings:
 
 
 @dataclass(frozen=True)
+class ObservationSettings:
+    """The bounds of one connection's view of its tokens (one listing, remembered)."""
+
+    #: A listing longer than this is refused: a view costs ~430 bytes a token, so this bounds one
+    #: connection's view at ~100 MB; environments hold far fewer tokens. (The client also stops a walk
+    #: that pages far past the count its first page gave.)
+    max_tokens: int = 250_000
+    #: Seconds one listing may take, every page included.
+    listing_deadline: float = 300.0
+    #: Seconds after a failed listing during which callers get its error instead of another listing: a
+    #: connection whose server hangs, refuses or pages without end is not asked again at every reconcile.
+    failure_backoff: float = 10.0
+    #: Seconds the operator keeps knowing that a token it deleted (or was told is gone) is gone, so that
+    #: reconciles right after a delete need no GET to confirm what a listing no longer shows.
+    gone_memory: float = 600.0
+
+
+@dataclass(frozen=True)
 class ReconcileSettings:
     """The pace of reconciles: how soon to look again after each setback, and how much to do at once."""
 
@@ -220,6 +238,7 @@ class OperatorSettings:
     replica_clock_skew: float = 60.0
     dynatrace: DynatraceSettings = field(default_factory=DynatraceSettings)
     reconcile: ReconcileSettings = field(default_factory=ReconcileSettings)
+    observation: ObservationSettings = field(default_factory=ObservationSettings)
     policy: PolicySettings = field(default_factory=PolicySettings)
     connections: ConnectionSettings = field(default_factory=ConnectionSettings)
 

@@ -806,6 +806,16 @@ SCENARIOS = [
         "in_sync",
         a.InSync,
     ),
+    Scenario(
+        "a retiring entry naming a connection's own token is dropped, the credential never deleted",
+        replace(
+            with_recorded(BASE, retiring=((NEW, NOW - timedelta(hours=1)),)),
+            credential_token_ids=frozenset({NEW}),
+        ),
+        "retired_tokens_deleted",
+        a.DropRetiring,
+        {"token_id": NEW},
+    ),
     # --- deletion: dynatrace_reachable --------------------------------------------------------------
     Scenario(
         "a connection that cannot be used blocks deleting the recorded token, and says how to release",

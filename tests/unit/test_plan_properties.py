@@ -157,7 +157,8 @@ def only_retired_tokens_are_retired(state: Input, result: Plan) -> None:
         assert action.token_id != state.secret.value_token_id or not state.secret.owned
     if isinstance(action, a.DropRetiring):
         assert action.token_id in {i for i, _ in state.recorded.retiring}
-        assert action.token_id in (state.recorded.token_id, state.secret.value_token_id)
+        in_use = {state.recorded.token_id, state.secret.value_token_id, *state.credential_token_ids}
+        assert action.token_id in in_use
 
 
 def adoption_takes_only_the_named_token(state: Input, result: Plan) -> None:

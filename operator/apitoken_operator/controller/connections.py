@@ -241,6 +241,7 @@ class Connections:
             max_age=self._settings.observation_max_age,
             last_used_interval=self._settings.last_used_interval,
             page_size=self._settings.list_page_size,
+            limits=self._settings.observation,
         )
         observer.on_change = self.on_change
         return SharedClient(name=label.split("Secret ", 1)[1], client=client, observer=observer)

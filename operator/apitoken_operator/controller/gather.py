@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from apitoken_operator.controller.connections import Connection
+from apitoken_operator.controller.connections import Connection, Connections
 from apitoken_operator.controller.peers import PeerDirectory
 from apitoken_operator.dynatrace.dates import DateFormatError, parse_date
 from apitoken_operator.dynatrace.models import ApiToken
@@ -24,7 +24,7 @@ from apitoken_operator.reconcile.model import (
     running_elsewhere_until,
 )
 from apitoken_operator.reconcile.plan import needs_token_count
-from apitoken_operator.settings import PolicySettings
+from apitoken_operator.settings import OperatorSettings, PolicySettings
 
 logger = logging.getLogger(__name__)
 
@@ -234,3 +234,72 @@ def made_by(token: ApiToken, pending: PendingCreate, *, excluded: Collection[str
     if token.id is None or token.id == keep or token.id in excluded:
         return False
     return pending.marked and token.name == pending.name
+
+
+class Gatherer:
+    """`gather` with what is the same for every object of this process bound once."""
+
+    def __init__(
+        self,
+        *,
+        kube: Kube,
+        connections: Connections,
+        settings: OperatorSettings,
+        clock: Callable[[], datetime],
+        identity: str | None,
+        peers: PeerDirectory | None,
+        holding: Callable[[str], int],
+        attempts: Mapping[str, str],
+    ) -> None:
+        """`attempts`: uid -> the last create this process recorded (see `gather`'s `own_attempt`)."""
+        self._kube = kube
+        self._connections = connections
+        self._settings = settings
+        self._clock = clock
+        self._identity = identity
+        self._peers = peers
+        self._holding = holding
+        self._attempts = attempts
+        window = settings.foreign_create_window
+        self._window = None if window is None else timedelta(seconds=window)
+
+    async def __call__(
+        self,
+        work: Work,
+        desired: Desired,
+        connection: Connection | None,
+        *,
+        deleting: bool,
+        ids_of_others: Callable[[str], Collection[str]] = lambda uid: (),
+        fresh: bool = False,
+        problem: str | None = None,
+    ) -> Input:
+        """`problem`: why there is no `connection` (Dynatrace is then not read)."""
+        default = connection is not None and connection.is_default
+        return await gather(
+            work,
+            desired=desired,
+            connection=connection,
+            kube=self._kube,
+            now=self._clock(),
+            deleting=deleting,
+            ids_of_others=ids_of_others,
+            fresh=fresh,
+            own_attempt=self._attempts.get(work.uid),
+            foreign_create_window=self._window,
+            identity=self._identity,
+            peers=self._peers,
+            credential_token_ids=await self._credential_token_ids(work, desired),
+            default_policy=self._settings.policy if default else None,
+            holding=self._holding,
+            max_retiring=self._settings.max_retiring,
+            connection_problem=problem,
+        )
+
+    async def _credential_token_ids(self, work: Work, desired: Desired) -> frozenset[str]:
+        """The default connection's token (the object's own connection's is added by `gather`): read
+        afresh before an adoption is decided, known from the last read otherwise."""
+        default = self._connections.default_token_id
+        if desired.adopt_token_id and not work.status.get("id"):
+            default = await self._connections.default_credential_id()
+        return frozenset({default}) if default else frozenset()

@@ -23,6 +23,7 @@ from apitoken_operator.dynatrace.client import DynatraceClient
 from apitoken_operator.dynatrace.models import ApiToken, ListField
 from apitoken_operator.dynatrace.secrets import TokenSecret
 from apitoken_operator.reconcile.status import last_used_period
+from apitoken_operator.settings import ObservationSettings
 
 #: Everything the operator compares or reports, in one list call.
 OBSERVED_FIELDS = (
@@ -34,18 +35,6 @@ OBSERVED_FIELDS = (
     ListField.SCOPES,
 )
 MAX_PAGE_SIZE = 10000
-#: A listing longer than this is refused: a view costs ~430 bytes a token, so this bounds one
-#: connection's view at ~100 MB; environments hold far fewer tokens. (The client also stops a walk that
-#: pages far past the count its first page gave.)
-MAX_TOKENS = 250_000
-#: Seconds after a failed listing during which callers get its error instead of another listing: a
-#: connection whose server hangs, refuses or pages without end is not asked again at every reconcile.
-FAILURE_BACKOFF = 10.0
-#: Seconds one listing may take, every page included.
-LISTING_DEADLINE = 300.0
-#: Seconds the operator keeps knowing that a token it deleted (or was told is gone) is gone, so that
-#: reconciles right after a delete need no GET to confirm what a listing no longer shows.
-GONE_MEMORY = 600.0
 
 
 class Observer:
@@ -57,17 +46,15 @@ class Observer:
         monotonic: Callable[[], float] = time.monotonic,
         last_used_interval: float = 3600.0,
         page_size: int = MAX_PAGE_SIZE,
-        max_tokens: int = MAX_TOKENS,
-        listing_deadline: float = LISTING_DEADLINE,
+        limits: ObservationSettings | None = None,
     ) -> None:
         """`last_used_interval`: a token's use alone (lastUsedDate) counts as a change once per this many
         seconds, so tokens in constant use do not bring their objects back at every drift check.
-        `page_size`, `max_tokens`, `listing_deadline`: one listing's page size and its bounds (a server
-        that streams endless pages, or answers a page a minute, holds no memory or task for ever)."""
+        `page_size`, `limits`: one listing's page size and its bounds (a server that streams endless
+        pages, or answers a page a minute, holds no memory or task for ever)."""
         self._client = client
         self._page_size = page_size
-        self._max_tokens = max_tokens
-        self._listing_deadline = listing_deadline
+        self._limits = limits or ObservationSettings()
         self._last_used_interval = last_used_interval
         self._max_age = max_age
         self._monotonic = monotonic
@@ -83,7 +70,7 @@ class Observer:
         self._gone: dict[str, float] = {}
         self.list_calls = 0
         self.confirm_calls = 0
-        #: the last listing's error, and when (see FAILURE_BACKOFF)
+        #: the last listing's error, and when (see `ObservationSettings.failure_backoff`)
         self._failure: Exception | None = None
         self._failed_at = 0.0
         #: told the ids whose observed state changed (or vanished) between two listings
@@ -107,7 +94,7 @@ class Observer:
     async def refresh(self) -> None:
         """List every token; callers arriving while a listing runs wait for that one."""
         failure = self._failure
-        if failure is not None and self._monotonic() - self._failed_at < FAILURE_BACKOFF:
+        if failure is not None and self._monotonic() - self._failed_at < self._limits.failure_backoff:
             raise failure.with_traceback(None)
         if self._refreshing is None or self._refreshing.done():
             self._refreshing = asyncio.create_task(self._list())
@@ -130,16 +117,16 @@ class Observer:
         began = self._epoch
         tokens: dict[str, Packed] = {}
         try:
-            async with asyncio.timeout(self._listing_deadline):
+            async with asyncio.timeout(self._limits.listing_deadline):
                 async for token in self._client.list_tokens(
                     fields=OBSERVED_FIELDS, page_size=self._page_size
                 ):
                     if token.id:
                         tokens[token.id] = _pack(token)
-                    if len(tokens) > self._max_tokens:
-                        raise _too_large(f"the listing passed {self._max_tokens:,} tokens")
+                    if len(tokens) > self._limits.max_tokens:
+                        raise _too_large(f"the listing passed {self._limits.max_tokens:,} tokens")
         except TimeoutError:
-            raise _too_large(f"the listing took longer than {self._listing_deadline:.0f} s") from None
+            raise _too_large(f"the listing took longer than {self._limits.listing_deadline:.0f} s") from None
         except (errors.Unauthorized, errors.Forbidden):
             # The credential no longer works: the view it gave is not to be trusted for anything now, so
             # every reconcile looks again (and says why it cannot) instead of acting on the old view.
@@ -153,7 +140,7 @@ class Observer:
                 tokens.pop(token_id, None)
             else:
                 tokens[token_id] = written
-        forgotten = started - GONE_MEMORY
+        forgotten = started - self._limits.gone_memory
         self._gone = {i: when for i, when in self._gone.items() if when > forgotten}
         previous, self._tokens = self._tokens, tokens
         first = self._taken_at is None

@@ -14,7 +14,7 @@ import logging
 import weakref
 from collections.abc import Callable, Collection, Coroutine, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from apitoken_operator.controller.budgets import Budgets
@@ -23,12 +23,12 @@ from apitoken_operator.controller.creating import Creator, StalledByKubernetes
 from apitoken_operator.controller.echoes import EchoFilter
 from apitoken_operator.controller.executor import Executor, Step
 from apitoken_operator.controller.failpoints import FailPoints
-from apitoken_operator.controller.gather import Work, gather
+from apitoken_operator.controller.gather import Gatherer, Work
 from apitoken_operator.controller.peers import PeerDirectory
 from apitoken_operator.controller.scheduler import ObjectKey
 from apitoken_operator.controller.status_writer import Announcer, EventSink, StatusWriter, changes
 from apitoken_operator.dynatrace import errors
-from apitoken_operator.dynatrace.dates import format_date, parse_date
+from apitoken_operator.dynatrace.dates import parse_date
 from apitoken_operator.dynatrace.models import ApiToken
 from apitoken_operator.kube.api import Kube, KubeError
 from apitoken_operator.metrics import Metrics
@@ -37,7 +37,7 @@ from apitoken_operator.reconcile import effects
 from apitoken_operator.reconcile.attention import FINALIZER
 from apitoken_operator.reconcile.effects import Announcement, Failure
 from apitoken_operator.reconcile.model import Desired, Input, SpecError
-from apitoken_operator.reconcile.plan import admission, next_renewal, plan
+from apitoken_operator.reconcile.plan import admission, plan
 from apitoken_operator.reconcile.reasons import Reason
 from apitoken_operator.reconcile.status import Health, Outcome
 from apitoken_operator.settings import OperatorSettings
@@ -83,10 +83,8 @@ class Reconciler:
         self._pace = settings.reconcile
         self._metrics = metrics
         self._clock = clock
-        self._identity = identity
         self._peers = peers
         self._budgets = budgets or Budgets(per_budget=settings.connection_reconciles)
-        self._holding = holding
         self._echoes = EchoFilter()
         self._status = StatusWriter(
             kube, echoes=self._echoes, clock=clock, last_used_interval=settings.last_used_interval
@@ -103,6 +101,16 @@ class Reconciler:
             conditional_intents=settings.peering,
             secret_write_attempts=self._pace.secret_write_attempts,
             metrics=metrics,
+        )
+        self._gather = Gatherer(
+            kube=kube,
+            connections=connections,
+            settings=settings,
+            clock=clock,
+            identity=identity,
+            peers=peers,
+            holding=holding,
+            attempts=self._creator.attempts,
         )
         self._executor = Executor(
             kube=kube,
@@ -322,40 +330,6 @@ class Reconciler:
         failure = effects.kubernetes_failure(str(error), conflict=error.conflict, settings=self._pace)
         return Result(failure.outcome, retry_after=failure.retry_after)
 
-    async def _gather(
-        self,
-        work: Work,
-        desired: Desired,
-        connection: Connection | None,
-        *,
-        deleting: bool,
-        ids_of_others: Callable[[str], Collection[str]] = lambda uid: (),
-        fresh: bool = False,
-        problem: str | None = None,
-    ) -> Input:
-        window = self._settings.foreign_create_window
-        return await gather(
-            work,
-            desired=desired,
-            connection=connection,
-            kube=self._kube,
-            now=self._clock(),
-            deleting=deleting,
-            ids_of_others=ids_of_others,
-            fresh=fresh,
-            own_attempt=self._creator.attempts.get(work.uid),
-            foreign_create_window=None if window is None else timedelta(seconds=window),
-            identity=self._identity,
-            peers=self._peers,
-            credential_token_ids=await self._credential_token_ids(work, desired),
-            default_policy=self._settings.policy
-            if connection is not None and connection.is_default
-            else None,
-            holding=self._holding,
-            max_retiring=self._settings.max_retiring,
-            connection_problem=problem,
-        )
-
     async def _converge(
         self,
         work: Work,
@@ -388,7 +362,10 @@ class Reconciler:
                     retry = self._settings.stalled_retry_delay if recheck else None
                     return await self._stall(work, reason, message, retry_after=retry)
                 case a.AwaitPendingCreate():
-                    return self._await_other_replica(work, action, now=state.now)
+                    poll = self._pace.await_poll if self._peers is not None else None
+                    waiting = effects.awaiting(action, now=state.now, poll=poll)
+                    logger.info("%s: %s", work.reference, waiting.outcome.message)
+                    return Result(waiting.outcome, retry_after=waiting.retry_after)
                 case a.ReleaseFinalizer(reason=reason, message=message):
                     if reason not in work.announced:  # "deleted token X" says it already
                         self._announce(work, Announcement("Normal", reason, message))
@@ -399,39 +376,7 @@ class Reconciler:
         outcome = Outcome(Health.RECONCILING, Reason.PROGRESSING, "still converging; will continue shortly")
         return await self._settle(work, outcome, retry_after=1.0)
 
-    async def _credential_token_ids(self, work: Work, desired: Desired) -> frozenset[str]:
-        """The default connection's token (the object's own connection's is added by `gather`): read
-        afresh before an adoption is decided, known from the last read otherwise."""
-        default = self._connections.default_token_id
-        if desired.adopt_token_id and not work.status.get("id"):
-            default = await self._connections.default_credential_id()
-        return frozenset({default}) if default else frozenset()
-
-    def _await_other_replica(self, work: Work, action: a.AwaitPendingCreate, *, now: datetime) -> Result:
-        """Write nothing (the other replica is writing this object): its writes, or `until`, bring it back.
-
-        With the peering object to ask, look again every `await_poll` seconds: a replica that died is
-        noticed once kopf would call it dead, long before `until`.
-        """
-        message = (
-            f"another replica is creating this object's token (attempt {action.attempt}); waiting for it "
-            f"to finish, until {format_date(action.until)} at the latest"
-        )
-        logger.info("%s: %s", work.reference, message)
-        wait = max(0.0, (action.until - now).total_seconds()) + 1.0
-        if self._peers is not None:
-            wait = min(wait, self._pace.await_poll)
-        return Result(Outcome(Health.RECONCILING, Reason.CREATING, message), retry_after=wait)
-
     async def _in_sync(self, work: Work, state: Input) -> Result:
-        message = f"token {state.recorded.token_id} is in sync"
-        if not state.recorded.secret_available:
-            message = (
-                f"adopted token {state.recorded.token_id} is in sync, but its secret cannot be read back "
-                f"from Dynatrace: rotate it to get one into Secret {state.desired.secret_name} "
-                f"(kubectl annotate apitoken {work.name} dynatrace.apitokens.io/rotate=1)"
-            )
-        renewal = next_renewal(state)
         if self._metrics is not None and state.token is not None:
             expires = state.token.expiration_date
             self._metrics.expiry(
@@ -440,16 +385,9 @@ class Reconciler:
                 token_id=state.token.id,
                 expires=parse_date(expires, now=state.now) if expires else None,
             )
-        extra = {"nextRenewal": format_date(renewal) if renewal else None}
-        # A renewal already due is waiting for a retiring token to go (--max-retiring): that token's own
-        # time brings the object back, not the overdue renewal (which would wake it at once, for ever).
-        pending_renewal = [renewal] if renewal and renewal > state.now else []
-        due = [when for _, when in state.recorded.retiring] + pending_renewal
-        requeue = max(0.0, (min(due) - state.now).total_seconds()) + 0.5 if due else None
-        result = await self._settle(
-            work, Outcome(Health.READY, Reason.READY, message), token=state.token, extra=extra
-        )
-        return replace(result, requeue_after=requeue)
+        settled = effects.in_sync(state)
+        result = await self._settle(work, settled.outcome, token=state.token, extra=settled.extra)
+        return replace(result, requeue_after=settled.requeue_after)
 
     async def _fail(self, work: Work, failure: Failure) -> Result:
         outcome = failure.outcome

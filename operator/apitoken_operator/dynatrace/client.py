@@ -15,6 +15,10 @@ only into the `Authorization` header (never a query parameter), and every messag
 
 The clock, the sleep and the random source are injected, so tests see the exact delays without
 waiting; `on_retry` reports each retry (for logs, metrics and tests).
+
+Longer than most modules on purpose: the request loop and its safeguards (the call's deadline, the
+connection's request slots, the size caps that stop an endless body) are one piece whose interplay is
+the point, and splitting it would hide which of them applies to which verb.
 """
 
 from __future__ import annotations

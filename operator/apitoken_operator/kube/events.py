@@ -65,7 +65,6 @@ class EventPoster:
         self._kube = kube
         self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=QUEUE_LIMIT)
         self._workers: list[asyncio.Task[None]] = []
-        self.dropped = 0
 
     def post(self, body: dict[str, Any], *, type: str, reason: str, message: str) -> None:
         event = event_body(body, type=type, reason=reason, message=message, now=datetime.now(UTC))
@@ -74,7 +73,6 @@ class EventPoster:
         try:
             self._queue.put_nowait(event)
         except asyncio.QueueFull:
-            self.dropped += 1
             logger.debug("event queue full; dropped %s %s", reason, event["involvedObject"]["name"])
 
     async def _work(self) -> None:

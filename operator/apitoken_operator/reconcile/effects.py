@@ -17,7 +17,8 @@ from typing import Any
 from apitoken_operator.dynatrace import errors
 from apitoken_operator.dynatrace.dates import format_date
 from apitoken_operator.reconcile import actions as a
-from apitoken_operator.reconcile.model import Desired
+from apitoken_operator.reconcile.model import Desired, Input
+from apitoken_operator.reconcile.plan import next_renewal
 from apitoken_operator.reconcile.reasons import Reason
 from apitoken_operator.reconcile.status import Health, Outcome
 from apitoken_operator.settings import ReconcileSettings
@@ -202,6 +203,56 @@ def announcements(action: a.Action, *, secret_name: str = "") -> tuple[Announcem
 
 def created_announcement(action: a.CreateToken, *, token_id: str) -> Announcement:
     return Announcement("Normal", action.reason, f"{action.reason.lower()} token {token_id}: {action.why}")
+
+
+# --- terminal answers ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Settled:
+    """What an object in sync shows, and when something comes due (a renewal, a grace period's end)."""
+
+    outcome: Outcome
+    extra: StatusPatch
+    #: seconds until the earliest due work, None when nothing is due
+    requeue_after: float | None
+
+
+def in_sync(state: Input) -> Settled:
+    recorded = state.recorded
+    message = f"token {recorded.token_id} is in sync"
+    if not recorded.secret_available:
+        name = state.object_name
+        message = (
+            f"adopted token {recorded.token_id} is in sync, but its secret cannot be read back "
+            f"from Dynatrace: rotate it to get one into Secret {state.desired.secret_name} "
+            f"(kubectl annotate apitoken {name} dynatrace.apitokens.io/rotate=1)"
+        )
+    renewal = next_renewal(state)
+    # A renewal already due is waiting for a retiring token to go (--max-retiring): that token's own
+    # time brings the object back, not the overdue renewal (which would wake it at once, for ever).
+    pending_renewal = [renewal] if renewal and renewal > state.now else []
+    due = [when for _, when in recorded.retiring] + pending_renewal
+    requeue = max(0.0, (min(due) - state.now).total_seconds()) + 0.5 if due else None
+    return Settled(
+        outcome=Outcome(Health.READY, Reason.READY, message),
+        extra={"nextRenewal": format_date(renewal) if renewal else None},
+        requeue_after=requeue,
+    )
+
+
+def awaiting(action: a.AwaitPendingCreate, *, now: datetime, poll: float | None) -> Failure:
+    """Another replica's create may be running: write nothing (it is writing this object); its writes,
+    or `until`, bring the object back — or, with the peering object to ask (`poll`), a look every so
+    often notices a replica that died long before `until`."""
+    message = (
+        f"another replica is creating this object's token (attempt {action.attempt}); waiting for it "
+        f"to finish, until {format_date(action.until)} at the latest"
+    )
+    wait = max(0.0, (action.until - now).total_seconds()) + 1.0
+    if poll is not None:
+        wait = min(wait, poll)
+    return Failure(Outcome(Health.RECONCILING, Reason.CREATING, message), retry_after=wait)
 
 
 # --- failures ------------------------------------------------------------------------------------------

@@ -4,6 +4,9 @@ Each check looks at the input and either returns the action that fixes the first
 None to let the next check look. The order encodes the safety rules: settle a pending create before
 anything else (exactly one token per object), never make a token whose secret could not be stored
 (an unrelated Secret holds the name), replace before patching, patch before declaring the object in sync.
+
+One module on purpose, though long: the order of the checks is the safety argument, and it reads top to
+bottom here, the deletion path after the live one, with the helpers they share at the end.
 """
 
 from __future__ import annotations
@@ -429,8 +432,10 @@ def retired_tokens_go_too(state: Input) -> a.Action | None:
 
 
 def _in_use(state: Input) -> set[str]:
-    """The recorded token and the one the Secret holds: never retired, whatever the status says."""
-    return {i for i in (state.recorded.token_id, _held_token_id(state.secret)) if i}
+    """The recorded token, the one the Secret holds and the connections' own: never retired, whatever
+    the status says (a retiring entry naming a credential is dropped, the credential left alone)."""
+    held = {i for i in (state.recorded.token_id, _held_token_id(state.secret)) if i}
+    return held | state.credential_token_ids
 
 
 DELETION_CHECKS: tuple[Check, ...] = (

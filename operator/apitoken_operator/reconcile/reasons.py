@@ -14,7 +14,6 @@ class Reason(StrEnum):
     RETIRED = "Retired"
     DELETED = "Deleted"
     ORPHANED = "Orphaned"
-    SECRET_WRITTEN = "SecretWritten"
     SECRET_RESTORED = "SecretRestored"
     SECRET_MOVED = "SecretMoved"
     LOST_CREATE_CLEANED = "LostCreateCleanedUp"
