@@ -249,17 +249,6 @@ class SecretFacts:
 
 
 @dataclass(frozen=True)
-class ObservedToken:
-    """A token as Dynatrace reports it (`None` in `Input.token` means: not found)."""
-
-    token: ApiToken
-
-    @property
-    def id(self) -> str:
-        return self.token.id or ""
-
-
-@dataclass(frozen=True)
 class Input:
     desired: Desired
     recorded: Recorded
