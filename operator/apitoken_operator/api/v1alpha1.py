@@ -335,7 +335,10 @@ class ApiTokenStatus(_Record):
         A status is the operator's own record, but it may come from an older operator or a hand edit;
         one unreadable entry must not hide the rest (a retiring token with a bad date is still retired).
         """
-        data = copy.deepcopy(raw) if isinstance(raw, dict) else {}
+        try:
+            return cls.model_validate(raw if isinstance(raw, dict) else {})
+        except ValidationError:
+            data = copy.deepcopy(raw)  # repaired below: the caller's body stays as stored
         for _ in range(_MAX_REPAIRS):
             try:
                 return cls.model_validate(data)
