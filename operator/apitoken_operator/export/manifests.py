@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from apitoken_operator.api.group import API_VERSION, KIND
 from apitoken_operator.dynatrace.dates import DateFormatError, is_relative, parse_date
 from apitoken_operator.dynatrace.models import ApiToken
 from apitoken_operator.dynatrace.secrets import TOKEN_ID_PATTERN
@@ -43,8 +44,6 @@ __all__ = [
     "slug",
 ]
 
-API_VERSION = "dynatrace.apitokens.io/v1alpha1"
-KIND = "ApiToken"
 DELETION_POLICIES = ("Orphan", "Delete")
 #: A DNS-1123 label: metadata.name also names the Secret, and labels and selectors are happiest at 63.
 NAME_MAX_LENGTH = 63
