@@ -40,6 +40,10 @@ DURATION_PATTERN = r"^[0-9]{1,6}(s|m|h|d|w)$"
 #: A Kubernetes object name (DNS-1123 subdomain).
 DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 SCOPE_PATTERN = r"^[A-Za-z][A-Za-z0-9._-]*$"
+NAME_MAX_LENGTH = 255
+SCOPES_MAX_ITEMS = 200
+SCOPE_MAX_LENGTH = 128
+EXPIRATION_MAX_LENGTH = 64
 #: Absolute (ISO 8601 or UTC milliseconds) or relative (`now+30d`, optionally rounded: `now+1d/d`).
 EXPIRATION_PATTERN = (
     r"^(now\+[0-9]{1,9}[mhdwMy](/[mhdwMy])?|[0-9]{1,15}|[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
@@ -79,8 +83,9 @@ class _Model(BaseModel):
 
 # --- spec -----------------------------------------------------------------------------------------------
 
-Scope = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=SCOPE_PATTERN)]
+Scope = Annotated[str, StringConstraints(min_length=1, max_length=SCOPE_MAX_LENGTH, pattern=SCOPE_PATTERN)]
 Duration = Annotated[str, StringConstraints(pattern=DURATION_PATTERN)]
+Expiration = Annotated[str, StringConstraints(max_length=EXPIRATION_MAX_LENGTH, pattern=EXPIRATION_PATTERN)]
 LabelValue = Annotated[str, StringConstraints(max_length=63, pattern=LABEL_VALUE_PATTERN)]
 
 
@@ -143,7 +148,7 @@ class ConnectionSecretRef(_Model):
 class ApiTokenSpec(_Model):
     """The desired token. `Desired.from_spec` turns it into what the plan works with."""
 
-    name: Annotated[str, StringConstraints(min_length=1, max_length=255)] = Field(
+    name: Annotated[str, StringConstraints(min_length=1, max_length=NAME_MAX_LENGTH)] = Field(
         description="The token's name in Dynatrace. Names are not unique in Dynatrace; the operator tracks "
         "the token by its id (status.id). A change renames the token in place.",
         json_schema_extra=_validations(
@@ -162,7 +167,7 @@ class ApiTokenSpec(_Model):
     )
     scopes: Annotated[list[Scope], AfterValidator(_no_duplicates)] = Field(
         min_length=1,
-        max_length=200,
+        max_length=SCOPES_MAX_ITEMS,
         description="The token's scopes, e.g. metrics.read or entities.read. A set: at least one, no "
         "duplicates. Unknown scope names are passed to Dynatrace, which judges them. A change updates the "
         "token in place (the whole list is replaced).",
@@ -178,15 +183,13 @@ class ApiTokenSpec(_Model):
         description="Create a personal access token instead of an API token. Cannot change in Dynatrace "
         "after creation: changing it here replaces the token (new token, Secret updated, old one deleted).",
     )
-    expiration_date: Annotated[str, StringConstraints(max_length=64, pattern=EXPIRATION_PATTERN)] | None = (
-        Field(
-            None,
-            description="When the token expires: an absolute date (ISO 8601, e.g. "
-            "2027-01-25T05:57:01.123+01:00, or UTC milliseconds) or a relative one (now+30d; units m h d w M "
-            "y). Unset means never. Cannot change in Dynatrace after creation: changing it here replaces the "
-            "token. A relative value is resolved when the token is created; status.expirationDate shows the "
-            "absolute date.",
-        )
+    expiration_date: Expiration | None = Field(
+        None,
+        description="When the token expires: an absolute date (ISO 8601, e.g. "
+        "2027-01-25T05:57:01.123+01:00, or UTC milliseconds) or a relative one (now+30d; units m h d w M "
+        "y). Unset means never. Cannot change in Dynatrace after creation: changing it here replaces the "
+        "token. A relative value is resolved when the token is created; status.expirationDate shows the "
+        "absolute date.",
     )
     adopt_token_id: Annotated[str, StringConstraints(max_length=64, pattern=TOKEN_ID_PATTERN)] | None = Field(
         None,
