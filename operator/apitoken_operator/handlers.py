@@ -12,19 +12,19 @@ from typing import Any, cast
 
 import kopf
 
+from apitoken_operator.api import group
 from apitoken_operator.controller.runtime import Holder, Options, Runtime, TokenIndex
 from apitoken_operator.controller.scheduler import ObjectKey
 from apitoken_operator.dynatrace.secrets import install_log_masking
-from apitoken_operator.kube import api
 from apitoken_operator.metrics import Metrics
 from apitoken_operator.reconcile.secret_layout import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 
 #: kopf marks its storage prefix and ignores every annotation under it, so it must not be the prefix of
 #: the annotations users set (rotate, check, release).
-ANNOTATION_PREFIX = f"kopf.{api.GROUP}"
+ANNOTATION_PREFIX = f"kopf.{group.GROUP}"
 #: kopf removes *its* finalizer from objects no change handler needs: never let that be ours
-KOPF_FINALIZER = f"kopf.{api.GROUP}/unused"
-RESOURCE = (api.GROUP, api.VERSION, api.PLURAL)
+KOPF_FINALIZER = f"kopf.{group.GROUP}/unused"
+RESOURCE = (group.GROUP, group.VERSION, group.PLURAL)
 
 
 class Operator:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from apitoken_operator.api.group import qualified
+
 
 @dataclass(frozen=True)
 class RetrySettings:
@@ -148,7 +150,7 @@ class ConnectionSettings:
     #: Networks (CIDR) namespace connections may reach although they are internal (private, loopback...).
     allowed_cidrs: tuple[str, ...] = ()
     #: Label a namespace Secret must carry, with value "true", to serve as a connection.
-    opt_in_label: str = "dynatrace.apitokens.io/connection"
+    opt_in_label: str = qualified("connection")
 
 
 @dataclass(frozen=True)

@@ -128,6 +128,7 @@ def container(objects: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def test_the_chart_copy_of_the_crd_is_identical_to_crds_and_the_sync_script_agrees() -> None:
+    """The generated CRD itself is checked in test_crd.py; here: the chart renders what crds/ holds."""
     copy = CHART / "files" / "crds" / SOURCE_CRD.name
     assert copy.read_bytes() == SOURCE_CRD.read_bytes(), "run: python scripts/sync_crd.py"
     assert sorted(p.name for p in (CHART / "files" / "crds").glob("*.yaml")) == sorted(
@@ -161,11 +162,21 @@ def test_the_sync_script_notices_and_repairs_a_stale_copy(tmp_path: pathlib.Path
             target.write_bytes(source.read_bytes())
     stale = scratch / "deploy" / "crds" / SOURCE_CRD.name
     stale.write_text(stale.read_text().replace("minItems: 1", "minItems: 2"))
+    edited = scratch / "crds" / SOURCE_CRD.name  # crds/ is generated too: a hand edit is stale
+    edited.write_text(edited.read_text().replace("maxItems: 200", "maxItems: 300"))
+    stray = scratch / "charts" / "dynatrace-apitoken-operator" / "files" / "crds" / "old.yaml"
+    stray.write_text("kind: CustomResourceDefinition\n")
     script = [sys.executable, str(scratch / "scripts" / "sync_crd.py")]
     check = subprocess.run([*script, "--check"], check=False, capture_output=True, text=True)
-    assert check.returncode == 1 and "deploy/crds/" in check.stderr
+    assert check.returncode == 1
+    assert [line.split()[1] for line in check.stderr.splitlines()] == [
+        f"crds/{SOURCE_CRD.name}",
+        f"deploy/crds/{SOURCE_CRD.name}",
+        "charts/dynatrace-apitoken-operator/files/crds/old.yaml",
+    ]
     subprocess.run(script, check=True, capture_output=True)
-    assert stale.read_bytes() == SOURCE_CRD.read_bytes()
+    assert stale.read_bytes() == edited.read_bytes() == SOURCE_CRD.read_bytes()
+    assert not stray.exists()
     assert subprocess.run([*script, "--check"], check=False, capture_output=True).returncode == 0
 
 

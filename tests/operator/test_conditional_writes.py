@@ -12,7 +12,7 @@ from typing import Any
 import kubernetes
 import pytest
 
-from apitoken_operator.kube import api
+from apitoken_operator.api import group as api
 from tests.fixtures.cluster import Cluster
 
 NAME = "conditional"

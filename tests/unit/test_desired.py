@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from apitoken_operator.reconcile.model import Desired, SpecError
+from apitoken_operator.reconcile.model import DEFAULT_GRACE_PERIOD, Desired, SpecError, renewal_problem
 
 MINIMAL: dict[str, Any] = {"name": "web ingest", "scopes": ["metrics.ingest"]}
 
@@ -140,3 +140,75 @@ def test_rotation_durations(text: str, expected: timedelta) -> None:
 def test_bad_rotation_durations(field: str, text: str) -> None:
     with pytest.raises(SpecError, match=f"^spec\\.rotation\\.{field} must be a number and a unit"):
         Desired.from_spec({**MINIMAL, "rotation": {field: text}}, object_name="web")
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"scopes": ["metrics read"]}, "spec.scopes[0]: string should match pattern"),
+        ({"scopes": [f"s{i}" for i in range(201)]}, "spec.scopes: list should have at most 200 items"),
+        ({"name": "x" * 256}, "spec.name: string should have at most 255 characters"),
+        ({"secret": {"name": "Token"}}, "spec.secret.name: string should match pattern"),
+        (
+            {"secret": {"labels": {"team": "x" * 64}}},
+            "spec.secret.labels.team: string should have at most 63",
+        ),
+        ({"adoptTokenId": "dt0c01.short"}, "spec.adoptTokenId: string should match pattern"),
+        ({"expirationDate": "tomorrow"}, "spec.expirationDate: string should match pattern"),
+        ({"connectionSecretRef": {"name": "a_b"}}, "spec.connectionSecretRef.name: string should match"),
+        ({"enabled": [True]}, "spec.enabled: input should be a valid boolean"),
+    ],
+)
+def test_what_the_crd_refuses_is_refused_here_naming_the_field(extra: dict[str, Any], message: str) -> None:
+    """Objects stored before a rule existed reach the operator: the model's patterns are the CRD's."""
+    with pytest.raises(SpecError) as error:
+        Desired.from_spec({**MINIMAL, **extra}, object_name="web")
+    assert str(error.value).startswith(message), str(error.value)
+
+
+def test_empty_values_inside_labels_are_values() -> None:
+    want = Desired.from_spec(
+        {**MINIMAL, "secret": {"labels": {"a": ""}, "annotations": {"b": ""}}}, object_name="w"
+    )
+    assert (dict(want.secret_labels), dict(want.secret_annotations)) == ({"a": ""}, {"b": ""})
+
+
+@pytest.mark.parametrize(
+    ("expiration", "renew_before", "refused"),
+    [
+        ("now+7d", "30d", True),
+        ("now+7d", "7d", True),
+        ("now+7d", "6d", False),
+        ("now+1M", "29d", True),  # a month is read at its shortest (February): 28 days
+        ("now+1M", "27d", False),
+        ("now+1y", "52w", False),
+        ("now+1y", "53w", True),
+        ("2030-01-01T00:00:00Z", "999999w", False),  # an absolute expiry renews into the same date
+        (None, "7d", False),
+    ],
+)
+def test_renew_before_must_be_shorter_than_the_lifetime(
+    expiration: str | None, renew_before: str, refused: bool
+) -> None:
+    spec = {**MINIMAL, "expirationDate": expiration, "rotation": {"renewBefore": renew_before}}
+    if not refused:
+        assert Desired.from_spec(spec, object_name="web").renew_before is not None
+        return
+    with pytest.raises(SpecError) as error:
+        Desired.from_spec(spec, object_name="web")
+    assert str(error.value) == (
+        f"spec.rotation.renewBefore ({renew_before}) must be shorter than the token's lifetime "
+        f"({expiration}), or every new token would be due for renewal at once"
+    )
+
+
+def test_renewal_problem_reads_a_rounded_expiry_at_the_time_given() -> None:
+    late, early = datetime(2030, 6, 1, 23, 0, tzinfo=UTC), datetime(2030, 6, 1, 1, 0, tzinfo=UTC)
+    assert renewal_problem(timedelta(hours=2), "now+1d/d", now=late) is not None
+    assert renewal_problem(timedelta(hours=2), "now+1d/d", now=early) is None
+    assert "(1w)" in (renewal_problem(timedelta(days=7), "now+1d", now=early) or "")
+
+
+def test_a_missing_grace_period_in_a_rotation_is_the_default() -> None:
+    want = Desired.from_spec({**MINIMAL, "rotation": {"renewBefore": "1h"}}, object_name="web")
+    assert want.grace_period == DEFAULT_GRACE_PERIOD == timedelta(hours=1)

@@ -1100,3 +1100,17 @@ def test_a_blocked_deletion_names_the_object_and_the_annotation() -> None:
     assert isinstance(action, a.Stall)
     assert f"cannot delete token {OLD}: the connection Secret is gone" in action.message
     assert "kubectl annotate apitoken web -n team-a dynatrace.apitokens.io/release=true" in action.message
+
+
+def test_a_rounded_expiry_shorter_than_renew_before_at_this_hour_stalls_with_the_spec_rule() -> None:
+    """now+1d/d at noon lives 12 h: renewBefore 13h passes the spec check (read at midnight, 24 h) but
+    every token made now would be due at once, so the plan stops with the same rule's message."""
+    spec = {"name": "web", "scopes": ["a"], "expirationDate": "now+1d/d", "rotation": {"renewBefore": "13h"}}
+    want = Desired.from_spec(spec, object_name="web")
+    result = plan(converged(want, token_id=OLD))
+    assert isinstance(result.action, a.Stall) and result.action.reason == Reason.INVALID_SPEC, result
+    assert result.action.message == (
+        "spec.rotation.renewBefore (13h) must be shorter than the token's lifetime (now+1d/d), "
+        "or every new token would be due for renewal at once"
+    )
+    assert not isinstance(plan(converged(replace(want, renew_before=timedelta(hours=11)))).action, a.Stall)

@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from apitoken_operator.api.group import qualified
 from apitoken_operator.controller import egress
 from apitoken_operator.controller.observer import Observer
 from apitoken_operator.dynatrace import errors, urls
@@ -36,7 +37,7 @@ from apitoken_operator.reconcile.reasons import Reason
 from apitoken_operator.settings import OperatorSettings
 
 #: The label (value "true") by which a Secret in an ApiToken's namespace agrees to serve as a connection.
-CONNECTION_LABEL = "dynatrace.apitokens.io/connection"
+CONNECTION_LABEL = qualified("connection")
 
 
 class ConnectionProblem(Exception):

@@ -10,10 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from apitoken_operator.api.group import PREFIX
 from apitoken_operator.reconcile.attention import FINALIZER
-
-#: the operator's annotations (rotate, check, release) live under it
-PREFIX = FINALIZER.partition("/")[0]
 
 
 class EchoFilter:
@@ -81,5 +79,5 @@ def inputs(body: Mapping[str, Any], *, with_finalizer: bool = False) -> tuple[An
         metadata.get("generation"),
         metadata.get("deletionTimestamp"),
         tuple(finalizers),
-        tuple(sorted((k, v) for k, v in annotations.items() if k.startswith(f"{PREFIX}/"))),
+        tuple(sorted((k, v) for k, v in annotations.items() if k.startswith(PREFIX))),
     )

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from apitoken_operator.api.v1alpha1 import ApiTokenStatus, RetiringToken
+from apitoken_operator.api.v1alpha1 import PendingCreate as StatusPendingCreate
 from apitoken_operator.controller.connections import Connection, Connections
 from apitoken_operator.controller.peers import PeerDirectory
 from apitoken_operator.dynatrace.dates import DateFormatError, parse_date
@@ -70,42 +72,47 @@ class Work:
         return self.body.get("status") or {}
 
     def recorded(self, *, now: datetime) -> Recorded:
-        status = self.status
-        pending = status.get("pendingCreate")
+        """What the status records, read through the API's model (leniently: see `_pending`, `_retiring`)."""
+        status = ApiTokenStatus.read(self.status)
+        pending = status.pending_create
         return Recorded(
-            token_id=status.get("id") or None,
-            secret_name=status.get("secretName") or None,
-            pending=_pending(pending, now=now) if pending else None,
-            expiration_requested=status.get("requestedExpirationDate") or None,
-            secret_available=status.get("secretAvailable", True) is not False,
-            last_rotation_request=status.get("lastRotationRequest") or None,
-            retiring=tuple(_retiring(status.get("retiringTokens") or [], now=now)),
+            token_id=status.id or None,
+            secret_name=status.secret_name or None,
+            pending=_pending(pending, now=now) if pending is not None and pending.model_fields_set else None,
+            expiration_requested=status.requested_expiration_date or None,
+            secret_available=status.secret_available is not False,
+            last_rotation_request=status.last_rotation_request or None,
+            retiring=tuple(_retiring(status.retiring_tokens or [], now=now)),
         )
 
 
-def _retiring(items: list[dict[str, Any]], *, now: datetime) -> list[tuple[str, datetime]]:
+def _retiring(items: list[RetiringToken], *, now: datetime) -> list[tuple[str, datetime]]:
+    """Entries without an id are dropped; one whose date cannot be read is due now."""
     result = []
     for item in items:
+        if not item.id:
+            continue
         try:
-            result.append((str(item["id"]), parse_date(str(item.get("deleteAfter", "")), now=now)))
-        except (KeyError, DateFormatError):
-            result.append((str(item.get("id", "")), now))  # unreadable: due now
-    return [(token_id, when) for token_id, when in result if token_id]
+            when = parse_date(item.delete_after or "", now=now)
+        except DateFormatError:
+            when = now  # unreadable: due now
+        result.append((item.id, when))
+    return result
 
 
-def _pending(raw: dict[str, Any], *, now: datetime) -> PendingCreate:
+def _pending(raw: StatusPendingCreate, *, now: datetime) -> PendingCreate:
     try:
-        started = parse_date(str(raw.get("startedAt", "")), now=now)
+        started = parse_date(raw.started_at or "", now=now)
     except DateFormatError:
         started = datetime.fromtimestamp(0, tz=now.tzinfo)  # unreadable: consider every candidate
     return PendingCreate(
-        attempt=str(raw.get("attempt", "")),
-        name=str(raw.get("name", "")),
+        attempt=raw.attempt or "",
+        name=raw.name or "",
         started_at=started,
-        owner=raw.get("owner") or None,
-        replaces=raw.get("replaces") or None,
-        grace_seconds=int(raw.get("graceSeconds") or 0),
-        writer=raw.get("writer") or None,
+        owner=raw.owner or None,
+        replaces=raw.replaces or None,
+        grace_seconds=raw.grace_seconds or 0,
+        writer=raw.writer or None,
     )
 
 

@@ -37,6 +37,7 @@ from typing import Any, TextIO
 
 import yaml
 
+from apitoken_operator.api.group import GROUP, KIND, PLURAL, VERSION
 from apitoken_operator.devenv import controlplane
 from apitoken_operator.devenv.controlplane import (
     ControlPlane,
@@ -52,7 +53,6 @@ __all__ = ["EXAMPLE", "NAMESPACE", "add_arguments", "main"]
 NAMESPACE = "demo"
 CONNECTION_SECRET = "dynatrace-connection"
 EXAMPLE = SOURCE_ROOT / "deploy" / "examples" / "apitoken.yaml"
-GROUP, VERSION, PLURAL = "dynatrace.apitokens.io", "v1alpha1", "apitokens"
 READY_TIMEOUT = 60.0
 OPERATOR_STOP_TIMEOUT = 20.0
 KUBECTL_TIMEOUT = 60.0
@@ -192,7 +192,7 @@ def _demo(stack: contextlib.ExitStack, *, workdir: pathlib.Path, kubectl: str, n
     _say(f"  Ready after {time.monotonic() - started:.1f} s")
 
     _step("The result")
-    _kubectl(kubectl, plane, "-n", NAMESPACE, "get", "apitokens", "-o", "wide")
+    _kubectl(kubectl, plane, "-n", NAMESPACE, "get", PLURAL, "-o", "wide")
     status = body.get("status") or {}
     _say(f"\nstatus of apitoken/{name} (it never holds the secret):")
     _say(_indent(yaml.safe_dump(status, sort_keys=False, default_flow_style=False)))
@@ -427,7 +427,7 @@ def _load_example() -> dict[str, Any]:
         raise DemoError(
             f"cannot read the example {EXAMPLE} (the demo runs from a source checkout): {error}"
         ) from error
-    if len(documents) != 1 or documents[0].get("kind") != "ApiToken":
+    if len(documents) != 1 or documents[0].get("kind") != KIND:
         raise DemoError(f"{EXAMPLE} should hold exactly one ApiToken")
     return dict(documents[0])
 

@@ -22,6 +22,8 @@ from typing import Any
 
 import yaml
 
+from apitoken_operator.api import v1alpha1
+from apitoken_operator.api.group import API_VERSION, KIND
 from apitoken_operator.dynatrace.dates import DateFormatError, is_relative, parse_date
 from apitoken_operator.dynatrace.models import ApiToken
 from apitoken_operator.dynatrace.secrets import TOKEN_ID_PATTERN
@@ -43,8 +45,6 @@ __all__ = [
     "slug",
 ]
 
-API_VERSION = "dynatrace.apitokens.io/v1alpha1"
-KIND = "ApiToken"
 DELETION_POLICIES = ("Orphan", "Delete")
 #: A DNS-1123 label: metadata.name also names the Secret, and labels and selectors are happiest at 63.
 NAME_MAX_LENGTH = 63
@@ -55,12 +55,12 @@ _DIGEST_LENGTH = 52
 #: The slug when a token's name has no ASCII letter or digit at all (e.g. a name in Chinese).
 FALLBACK_SLUG = "token"
 
-# What the CRD accepts (crds/apitokens.dynatrace.apitokens.io.yaml); tests check the two agree.
-_NAME_MAX = 255
-_SCOPES_MAX = 200
-_SCOPE_MAX = 128
-_SCOPE = re.compile(r"^[A-Za-z][A-Za-z0-9._-]*$")
-_EXPIRATION_MAX = 64
+# What the CRD accepts: the API's own limits (the CRD is generated from them).
+_NAME_MAX = v1alpha1.NAME_MAX_LENGTH
+_SCOPES_MAX = v1alpha1.SCOPES_MAX_ITEMS
+_SCOPE_MAX = v1alpha1.SCOPE_MAX_LENGTH
+_SCOPE = re.compile(v1alpha1.SCOPE_PATTERN)
+_EXPIRATION_MAX = v1alpha1.EXPIRATION_MAX_LENGTH
 _NOT_ALNUM = re.compile(r"[^a-z0-9]+")
 #: Any fixed instant: an absolute date is parsed only to check its format.
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -14,11 +14,10 @@ from typing import Any, cast
 from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio import config as k8s_config
 
+from apitoken_operator.api.group import GROUP, PLURAL, VERSION
 from apitoken_operator.dynatrace.secrets import mask_secrets
 
-GROUP = "dynatrace.apitokens.io"
-VERSION = "v1alpha1"
-PLURAL = "apitokens"
+__all__ = ["Kube", "KubeError", "connect"]
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 MESSAGE_LIMIT = 256

@@ -14,8 +14,9 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from apitoken_operator.api.group import API_VERSION, KIND
 from apitoken_operator.dynatrace.secrets import mask_secrets
-from apitoken_operator.kube.api import GROUP, VERSION, Kube, KubeError
+from apitoken_operator.kube.api import Kube, KubeError
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +42,8 @@ def event_body(
             "namespace": metadata.get("namespace"),
         },
         "involvedObject": {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "ApiToken",
+            "apiVersion": API_VERSION,
+            "kind": KIND,
             "name": metadata.get("name"),
             "namespace": metadata.get("namespace"),
             "uid": metadata.get("uid"),

@@ -10,10 +10,11 @@ import base64
 import binascii
 from typing import Any
 
+from apitoken_operator.api.group import API_VERSION, KIND
 from apitoken_operator.dynatrace.secrets import TokenSecret
 from apitoken_operator.kube.api import KubeError
 from apitoken_operator.reconcile.model import Desired, SecretFacts
-from apitoken_operator.reconcile.secret_layout import secret_annotations, secret_labels
+from apitoken_operator.reconcile.secret_layout import TOKEN_ID_ANNOTATION, secret_annotations, secret_labels
 
 
 class SecretNotOurs(KubeError):
@@ -44,7 +45,7 @@ def facts(name: str, body: dict[str, Any] | None, *, key: str, owner_uid: str) -
         exists=True,
         owned=owned,
         value_token_id=_stored_token_id(data.get(key)),
-        annotated_token_id=(metadata.get("annotations") or {}).get("dynatrace.apitokens.io/token-id"),
+        annotated_token_id=(metadata.get("annotations") or {}).get(TOKEN_ID_ANNOTATION),
         labels=dict(metadata.get("labels") or {}),
         annotations=dict(metadata.get("annotations") or {}),
         keys=frozenset(data),
@@ -68,8 +69,8 @@ def stored_secret(body: dict[str, Any] | None, *, key: str) -> TokenSecret | Non
 def owner_reference(apitoken: dict[str, Any]) -> dict[str, Any]:
     metadata = apitoken["metadata"]
     return {
-        "apiVersion": apitoken.get("apiVersion", "dynatrace.apitokens.io/v1alpha1"),
-        "kind": "ApiToken",
+        "apiVersion": apitoken.get("apiVersion", API_VERSION),
+        "kind": KIND,
         "name": metadata["name"],
         "uid": metadata["uid"],
         "controller": True,

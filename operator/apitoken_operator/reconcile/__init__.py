@@ -4,7 +4,7 @@ All the functions here are purely computational. No external calls or any I/O ac
 (no Kubernetes, no Dynatrace, no kopf, no clock): `now` arrives in the input.
 """
 
-from apitoken_operator.reconcile.model import Desired, Input, ObservedToken, Recorded, SecretFacts
+from apitoken_operator.reconcile.model import Desired, Input, Recorded, SecretFacts
 from apitoken_operator.reconcile.plan import Plan, plan
 
-__all__ = ["Desired", "Input", "ObservedToken", "Plan", "Recorded", "SecretFacts", "plan"]
+__all__ = ["Desired", "Input", "Plan", "Recorded", "SecretFacts", "plan"]

@@ -12,10 +12,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-FINALIZER = "dynatrace.apitokens.io/finalizer"
-ROTATE_ANNOTATION = "dynatrace.apitokens.io/rotate"
-CHECK_ANNOTATION = "dynatrace.apitokens.io/check"
-RELEASE_ANNOTATION = "dynatrace.apitokens.io/release"
+from apitoken_operator.api.group import qualified
+
+FINALIZER = qualified("finalizer")
+ROTATE_ANNOTATION = qualified("rotate")
+CHECK_ANNOTATION = qualified("check")
+RELEASE_ANNOTATION = qualified("release")
 
 
 def needs_reconcile(body: Mapping[str, Any], *, first_sight: bool, last_check: str | None) -> str | None:

@@ -14,9 +14,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from apitoken_operator.api import v1alpha1
+from apitoken_operator.api.v1alpha1 import ApiTokenStatus, PendingCreate, RetiringToken
 from apitoken_operator.dynatrace import errors
 from apitoken_operator.dynatrace.dates import format_date
 from apitoken_operator.reconcile import actions as a
+from apitoken_operator.reconcile.attention import ROTATE_ANNOTATION
 from apitoken_operator.reconcile.model import Desired, Input
 from apitoken_operator.reconcile.plan import next_renewal
 from apitoken_operator.reconcile.reasons import Reason
@@ -50,17 +53,18 @@ class Failure:
 # --- status patches ------------------------------------------------------------------------------------
 
 
-def retiring_without(status: Mapping[str, Any], token_id: str) -> list[dict[str, str]]:
+def retiring_without(status: Mapping[str, Any], token_id: str) -> list[RetiringToken]:
     """The status's retiring list, `token_id` left out."""
-    return [t for t in status.get("retiringTokens") or [] if t.get("id") != token_id]
+    retiring = ApiTokenStatus.read(status).retiring_tokens or []
+    return [entry for entry in retiring if entry.id != token_id]
 
 
 def retiring_with(
     status: Mapping[str, Any], token_id: str, *, grace_seconds: int, now: datetime
-) -> list[dict[str, str]]:
+) -> list[RetiringToken]:
     """The status's retiring list with `token_id` added, to be deleted once its grace period is over."""
     after = format_date(now + timedelta(seconds=grace_seconds))
-    return [*retiring_without(status, token_id), {"id": token_id, "deleteAfter": after}]
+    return [*retiring_without(status, token_id), RetiringToken(id=token_id, delete_after=after)]
 
 
 def status_patch(
@@ -72,26 +76,24 @@ def status_patch(
     """
     match action:
         case a.CompletePendingCreate(token_id=token_id, replaces=replaces, grace_seconds=grace):
-            retiring = (
-                retiring_with(status, replaces, grace_seconds=grace, now=now) if replaces and grace else None
+            written = ApiTokenStatus(
+                id=token_id, pending_create=None, secret_name=desired.secret_name, secret_available=True
             )
-            return {
-                "id": token_id,
-                "pendingCreate": None,
-                "secretName": desired.secret_name,
-                "secretAvailable": True,
-                **({"retiringTokens": retiring} if retiring else {}),
-            }
+            if replaces and grace:
+                written.retiring_tokens = retiring_with(status, replaces, grace_seconds=grace, now=now)
+            return v1alpha1.status_patch(written)
         case a.AbandonPendingCreate():
-            return {"pendingCreate": None}
+            return dict(CREATE_UNDONE)
         case a.RecoverIdFromSecret(token_id=token_id):
-            return {"id": token_id, "secretName": desired.secret_name}
+            return v1alpha1.status_patch(ApiTokenStatus(id=token_id, secret_name=desired.secret_name))
         case a.AdoptToken(token_id=token_id):
-            return {"id": token_id, "secretAvailable": False, "secretName": desired.secret_name}
+            adopted = ApiTokenStatus(id=token_id, secret_available=False, secret_name=desired.secret_name)
+            return v1alpha1.status_patch(adopted)
         case a.DropRetiring(token_id=token_id) | a.DeleteRetiredToken(token_id=token_id):
-            return {"retiringTokens": retiring_without(status, token_id) or None}
+            left = retiring_without(status, token_id) or None
+            return v1alpha1.status_patch(ApiTokenStatus(retiring_tokens=left))
         case a.MoveSecret(target=target):
-            return {"secretName": target}
+            return v1alpha1.status_patch(ApiTokenStatus(secret_name=target))
     return {}
 
 
@@ -100,42 +102,40 @@ def intent(
 ) -> StatusPatch:
     """The record of a create about to be sent (`name`: the marked name unique to `attempt`); it is
     written, never deferred, before the call, so that a lost answer can be settled."""
-    grace = int(action.grace.total_seconds()) if action.grace and action.replaces else 0
-    record = {
-        "attempt": attempt,
-        "name": name,
-        "startedAt": format_date(now),
-        "owner": owner,
-        "replaces": action.replaces,
-        "graceSeconds": grace,
-        **({"writer": writer} if writer else {}),
-    }
-    return {"pendingCreate": record}
+    record = PendingCreate(
+        attempt=attempt,
+        name=name,
+        started_at=format_date(now),
+        owner=owner,
+        replaces=action.replaces,
+        grace_seconds=int(action.grace.total_seconds()) if action.grace and action.replaces else 0,
+    )
+    if writer:
+        record.writer = writer
+    return v1alpha1.status_patch(ApiTokenStatus(pending_create=record))
 
 
 def created(
     action: a.CreateToken, *, token_id: str, status: Mapping[str, Any], desired: Desired, now: datetime
 ) -> StatusPatch:
     """The status once a new token's secret is stored: the token recorded, the one it replaces retiring."""
-    grace = int(action.grace.total_seconds()) if action.grace else 0
-    retiring = (
-        retiring_with(status, action.replaces, grace_seconds=grace, now=now)
-        if action.replaces and grace
-        else None
+    written = ApiTokenStatus(
+        id=token_id,
+        secret_name=desired.secret_name,
+        requested_expiration_date=desired.expiration_date,
+        pending_create=None,
+        secret_available=True,
     )
-    return {
-        "id": token_id,
-        "secretName": desired.secret_name,
-        "requestedExpirationDate": desired.expiration_date,
-        "pendingCreate": None,
-        "secretAvailable": True,
-        **({"lastRotationRequest": action.rotation_request} if action.rotation_request else {}),
-        **({"retiringTokens": retiring} if retiring else {}),
-    }
+    if action.rotation_request:
+        written.last_rotation_request = action.rotation_request
+    grace = int(action.grace.total_seconds()) if action.grace else 0
+    if action.replaces and grace:
+        written.retiring_tokens = retiring_with(status, action.replaces, grace_seconds=grace, now=now)
+    return v1alpha1.status_patch(written)
 
 
 #: what a create that certainly made nothing leaves: the intent cleared
-CREATE_UNDONE: StatusPatch = {"pendingCreate": None}
+CREATE_UNDONE: StatusPatch = v1alpha1.status_patch(ApiTokenStatus(pending_create=None))
 
 
 def tokens_deleted_by(action: a.Action) -> tuple[str, ...]:
@@ -226,7 +226,7 @@ def in_sync(state: Input) -> Settled:
         message = (
             f"adopted token {recorded.token_id} is in sync, but its secret cannot be read back "
             f"from Dynatrace: rotate it to get one into Secret {state.desired.secret_name} "
-            f"(kubectl annotate apitoken {name} dynatrace.apitokens.io/rotate=1)"
+            f"(kubectl annotate apitoken {name} {ROTATE_ANNOTATION}=1)"
         )
     renewal = next_renewal(state)
     # A renewal already due is waiting for a retiring token to go (--max-retiring): that token's own

@@ -6,13 +6,15 @@ Observed values never include a token's secret: the Secret is described by facts
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from apitoken_operator.dynatrace.dates import DateFormatError, parse_date
+from pydantic import ValidationError
+
+from apitoken_operator.api.v1alpha1 import ApiTokenSpec, Rotation, SecretSpec
+from apitoken_operator.dynatrace.dates import DateFormatError, is_relative, parse_date
 from apitoken_operator.dynatrace.models import ApiToken
 from apitoken_operator.reconcile import creation
 from apitoken_operator.settings import PolicySettings
@@ -22,16 +24,55 @@ class SpecError(ValueError):
     """The spec cannot be acted on (what the CRD schema could not reject up front)."""
 
 
-DEFAULT_GRACE_PERIOD = timedelta(hours=1)
-_DURATION = re.compile(r"^(\d{1,6})(s|m|h|d|w)$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+#: the instant a relative expirationDate is measured from when the spec is checked: a short month first,
+#: so months and years are read at their shortest
+_LIFETIME_REFERENCE = datetime(2001, 2, 1, tzinfo=UTC)
+#: top-level spec fields and the fields of these objects read as unset when null or "" (not the
+#: contents of labels and annotations, where an empty value is a value)
+_OBJECTS = ("secret", "rotation", "connectionSecretRef")
 
 
-def parse_duration(text: str, *, field: str) -> timedelta:
-    match = _DURATION.match(text.strip())
-    if match is None:
-        raise SpecError(f"{field} must be a number and a unit (s, m, h, d, w), e.g. 7d, not {text!r}")
-    return timedelta(**{_UNITS[match[2]]: int(match[1])})
+def parse_duration(text: str) -> timedelta:
+    """A duration the spec model validated (`v1alpha1.DURATION_PATTERN`: digits and one unit)."""
+    return timedelta(**{_UNITS[text[-1]]: int(text[:-1])})
+
+
+#: the CRD's default for spec.rotation.gracePeriod (1h), for a spec without a rotation
+DEFAULT_GRACE_PERIOD = parse_duration(Rotation.model_fields["grace_period"].default)
+
+
+def format_duration(duration: timedelta) -> str:
+    """`duration` in the largest unit that states it exactly, the way the spec writes one (e.g. 7d)."""
+    seconds = int(duration.total_seconds())
+    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0 and seconds:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def renewal_problem(
+    renew_before: timedelta, expiration: str | None, *, now: datetime, written: str | None = None
+) -> str | None:
+    """The rule "renewBefore must be shorter than the token's lifetime", defined once.
+
+    Checked on the spec (`Desired.from_spec`, lifetime read at its shortest) and by the plan when a
+    token would be made (`now`: a rounded expiry such as now+1d/d is shorter late in the day). It cannot
+    be a CEL rule: the lifetime of `now+1M` or `now+1d/d` depends on the calendar and the time of day.
+    Returns the message when the rule is broken; `written` is the spec's own spelling of renewBefore.
+    """
+    if not expiration or not is_relative(expiration):
+        return None  # an absolute expiry renews into the same date: nothing is due over and over
+    try:
+        lifetime = parse_date(expiration, now=now) - now
+    except (DateFormatError, OverflowError):
+        return None  # not a date the plan can act on: Dynatrace's answer to the create says so
+    if renew_before < lifetime:
+        return None
+    return (
+        f"spec.rotation.renewBefore ({written or format_duration(renew_before)}) must be shorter than the "
+        f"token's lifetime ({expiration}), or every new token would be due for renewal at once"
+    )
 
 
 @dataclass(frozen=True)
@@ -55,63 +96,85 @@ class Desired:
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any], *, object_name: str) -> Desired:
-        scopes = spec.get("scopes") or []
-        if not isinstance(scopes, list) or not scopes or not all(isinstance(s, str) and s for s in scopes):
-            raise SpecError("spec.scopes must be a non-empty list of scope names")
-        if len(set(scopes)) != len(scopes):
-            raise SpecError("spec.scopes must not contain duplicates")
-        name = spec.get("name")
-        if not isinstance(name, str) or not name.strip():
+        """Validate the spec with the API's model (`ApiTokenSpec`) and apply the defaults.
+
+        The CRD rejects almost everything up front; what reaches this point is an object stored before a
+        rule existed, or what the schema cannot express. An empty value (null, "") reads as unset.
+        """
+        try:
+            model = ApiTokenSpec.model_validate(_present(spec))
+        except ValidationError as error:
+            raise SpecError(_spec_message(error)) from None
+        if not model.name.strip():  # the CEL rule self.trim() == self, which pydantic does not run
             raise SpecError("spec.name must be a non-empty string")
-        if creation.is_marked(name):
+        if creation.is_marked(model.name):
             raise SpecError(
                 "spec.name must not end with ' [creating <32 hex digits>]': the operator marks tokens it is "
                 "creating that way"
             )
-        secret = spec.get("secret") or {}
-        rotation = spec.get("rotation") or {}
-        renew_before = rotation.get("renewBefore")
-        grace = rotation.get("gracePeriod")
-        connection = spec.get("connectionSecretRef") or {}
-        policy = spec.get("deletionPolicy") or "Delete"
-        if policy not in ("Delete", "Orphan"):
-            raise SpecError(f"spec.deletionPolicy must be Delete or Orphan, not {policy!r}")
-        expiration = spec.get("expirationDate") or None
-        renew = parse_duration(renew_before, field="spec.rotation.renewBefore") if renew_before else None
-        if renew is not None and expiration and expiration.strip().startswith("now"):
-            lifetime = _relative_lifetime(expiration)
-            if lifetime is not None and renew >= lifetime:
-                raise SpecError(
-                    f"spec.rotation.renewBefore ({renew_before}) must be shorter than the token's lifetime "
-                    f"({expiration}), or every new token would be due for renewal at once"
-                )
+        rotation = model.rotation or Rotation()
+        renew = parse_duration(rotation.renew_before) if rotation.renew_before else None
+        if renew is not None:
+            problem = renewal_problem(
+                renew, model.expiration_date, now=_LIFETIME_REFERENCE, written=rotation.renew_before
+            )
+            if problem:
+                raise SpecError(problem)
+        secret = model.secret or SecretSpec()
         return cls(
-            name=name,
-            scopes=frozenset(scopes),
-            enabled=bool(spec.get("enabled", False)),
-            personal_access_token=bool(spec.get("personalAccessToken", False)),
-            expiration_date=spec.get("expirationDate") or None,
-            deletion_policy=policy,
-            secret_name=secret.get("name") or object_name,
-            secret_key=secret.get("key") or "token",
-            secret_labels=dict(secret.get("labels") or {}),
-            secret_annotations=dict(secret.get("annotations") or {}),
-            connection_secret=connection.get("name") or None,
-            adopt_token_id=spec.get("adoptTokenId") or None,
+            name=model.name,
+            scopes=frozenset(model.scopes),
+            enabled=model.enabled,
+            personal_access_token=model.personal_access_token,
+            expiration_date=model.expiration_date,
+            deletion_policy=model.deletion_policy,
+            secret_name=secret.name or object_name,
+            secret_key=secret.key,
+            secret_labels=dict(secret.labels or {}),
+            secret_annotations=dict(secret.annotations or {}),
+            connection_secret=model.connection_secret_ref.name if model.connection_secret_ref else None,
+            adopt_token_id=model.adopt_token_id,
             renew_before=renew,
-            grace_period=parse_duration(grace, field="spec.rotation.gracePeriod")
-            if grace
-            else DEFAULT_GRACE_PERIOD,
+            grace_period=parse_duration(rotation.grace_period),
         )
 
 
-def _relative_lifetime(expiration: str) -> timedelta | None:
-    """How long a token made now with a relative expirationDate lives (months and years taken short)."""
-    reference = datetime(2001, 2, 1, tzinfo=UTC)  # a short month first: the shortest reading
-    try:
-        return parse_date(expiration, now=reference) - reference
-    except DateFormatError:
-        return None
+def _present(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The spec without null or empty values, which read as unset (and so take their defaults).
+
+    Kept from the hand-written reader: `connectionSecretRef: {name: ""}` means the default connection.
+    """
+    result = {}
+    for key, value in spec.items():
+        kept = value
+        if key in _OBJECTS and isinstance(value, Mapping):  # an object left empty reads as unset too
+            kept = {k: v for k, v in value.items() if v is not None and v != ""} or None
+        if kept is not None and kept != "":
+            result[key] = kept
+    return result
+
+
+#: messages that say more than pydantic's for the fields people get wrong most
+_SCOPES_SHAPE = frozenset({"missing", "list_type", "too_short", "string_type", "string_too_short"})
+
+
+def _spec_message(error: ValidationError) -> str:
+    """The first problem as a message naming the field (`spec.<path>`), never echoing a value unasked."""
+    problem = error.errors()[0]
+    loc, kind = problem["loc"], problem["type"]
+    path = "spec" + "".join(f"[{step}]" if isinstance(step, int) else f".{step}" for step in loc)
+    if loc[:1] == ("scopes",) and kind in _SCOPES_SHAPE:
+        return "spec.scopes must be a non-empty list of scope names"
+    if loc == ("scopes",) and kind == "value_error":
+        return "spec.scopes must not contain duplicates"
+    if loc == ("name",) and kind in ("missing", "string_type", "string_too_short"):
+        return "spec.name must be a non-empty string"
+    if loc == ("deletionPolicy",):
+        return f"spec.deletionPolicy must be Delete or Orphan, not {problem['input']!r}"
+    if loc in (("rotation", "renewBefore"), ("rotation", "gracePeriod")):
+        return f"{path} must be a number and a unit (s, m, h, d, w), e.g. 7d, not {problem['input']!r}"
+    message = problem["msg"]
+    return f"{path}: {message[:1].lower()}{message[1:]}"
 
 
 @dataclass(frozen=True)
@@ -184,17 +247,6 @@ class SecretFacts:
     keys: frozenset[str] = frozenset()
     #: data key -> id of the well-formed token stored under it (any key, for moves between keys)
     token_ids: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class ObservedToken:
-    """A token as Dynatrace reports it (`None` in `Input.token` means: not found)."""
-
-    token: ApiToken
-
-    @property
-    def id(self) -> str:
-        return self.token.id or ""
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,15 @@ from apitoken_operator.dynatrace.dates import DateFormatError, format_date, is_r
 from apitoken_operator.dynatrace.models import ApiTokenCreate, ApiTokenUpdate
 from apitoken_operator.reconcile import actions as a
 from apitoken_operator.reconcile import creation
+from apitoken_operator.reconcile.attention import RELEASE_ANNOTATION
 from apitoken_operator.reconcile.expiry import expiry_mismatch
-from apitoken_operator.reconcile.model import Desired, Input, SecretFacts, running_elsewhere_until
+from apitoken_operator.reconcile.model import (
+    Desired,
+    Input,
+    SecretFacts,
+    renewal_problem,
+    running_elsewhere_until,
+)
 from apitoken_operator.reconcile.policy import (
     adoption_violation,
     grace_violation,
@@ -278,14 +285,10 @@ def immutable_fields_match(state: Input) -> a.Action | None:
 
 def renewal_due(state: Input) -> a.Action | None:
     desired = state.desired
-    if desired.renew_before is not None and desired.expiration_date and is_relative(desired.expiration_date):
-        lifetime = _expiry(desired.expiration_date, state)
-        if lifetime is not None and desired.renew_before >= lifetime - state.now:
-            return a.Stall(
-                Reason.INVALID_SPEC,
-                "spec.rotation.renewBefore must be shorter than the token's "
-                f"lifetime ({desired.expiration_date}), or every new token would be due at once",
-            )
+    if desired.renew_before is not None:  # checked on the spec too; a rounded expiry shortens with the day
+        problem = renewal_problem(desired.renew_before, desired.expiration_date, now=state.now)
+        if problem:
+            return a.Stall(Reason.INVALID_SPEC, problem)
     renew_at = next_renewal(state)
     if renew_at is None or renew_at > state.now or _retiring_full(state):
         return None
@@ -401,7 +404,7 @@ def dynatrace_reachable(state: Input) -> a.Action | None:
         Reason.DELETE_BLOCKED,
         f"cannot delete {what}: {problem}. Fix the connection, or release the object "
         f"(leaving the token) with: kubectl annotate apitoken {state.object_name} -n {state.namespace} "
-        "dynatrace.apitokens.io/release=true",
+        f"{RELEASE_ANNOTATION}=true",
         recheck=True,
     )
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from apitoken_operator.api.group import qualified
 from apitoken_operator.reconcile.model import Desired
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY_VALUE = "dynatrace-apitoken-operator"
-TOKEN_ID_ANNOTATION = "dynatrace.apitokens.io/token-id"
-OWNER_ANNOTATION = "dynatrace.apitokens.io/apitoken"
+TOKEN_ID_ANNOTATION = qualified("token-id")
+OWNER_ANNOTATION = qualified("apitoken")
 
 
 def secret_labels(desired: Desired) -> dict[str, str]:
