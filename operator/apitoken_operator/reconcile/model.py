@@ -1,6 +1,6 @@
 """The reconcile input: what the user declared, what was recorded, and what was observed.
 
-Built by `kube.gather` from the ApiToken, its Secret and Dynatrace; consumed by `plan`.
+Built by `controller.gather` from the ApiToken, its Secret and Dynatrace; consumed by `plan`.
 Observed values never include a token's secret: the Secret is described by facts about it.
 """
 

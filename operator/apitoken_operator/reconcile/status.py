@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from apitoken_operator.api import v1alpha1
+from apitoken_operator.api.v1alpha1 import ApiTokenStatus
 from apitoken_operator.dynatrace.dates import DateFormatError, format_date, parse_date
 from apitoken_operator.dynatrace.models import ApiToken
 from apitoken_operator.reconcile.reasons import Reason
@@ -32,38 +34,37 @@ class Outcome:
     message: str
 
 
-TOKEN_FIELDS = {
-    "owner": "owner",
-    "creationDate": "creation_date",
-    "modifiedDate": "modified_date",
-    "lastUsedDate": "last_used_date",
-    "lastUsedIpAddress": "last_used_ip_address",
-    "expirationDate": "expiration_date",
-}
-
-
+#: what the status reports of the observed token (the same names on both sides, snake_case)
+TOKEN_FIELDS = (
+    "owner",
+    "creation_date",
+    "modified_date",
+    "last_used_date",
+    "last_used_ip_address",
+    "expiration_date",
+)
 #: fields that move whenever a consumer uses the token, without any change to it
-LAST_USE_FIELDS = ("lastUsedDate", "lastUsedIpAddress")
+LAST_USE_FIELDS = ("last_used_date", "last_used_ip_address")
 
 
 def token_fields(
     token: ApiToken | None, *, reported: Mapping[str, Any] | None = None, last_used_interval: float = 0.0
 ) -> dict[str, Any]:
-    """Observed token fields for the status; absent ones are cleared (null in a merge patch).
+    """Observed token fields as a status merge patch; absent ones are cleared (null).
 
     With `reported` (the status as it is), the last use is left as reported until it is
     `last_used_interval` seconds older than the observed one: tokens in use would otherwise rewrite
     their ApiToken at every look, loading the API server for a figure nobody needs by the second.
     """
     if token is None:
-        return {"id": None, **dict.fromkeys(TOKEN_FIELDS)}
-    fields = {"id": token.id, **{key: getattr(token, attr) for key, attr in TOKEN_FIELDS.items()}}
+        return v1alpha1.status_patch(ApiTokenStatus(id=None, **dict.fromkeys(TOKEN_FIELDS)))
+    fields = {name: getattr(token, name) for name in TOKEN_FIELDS}
     if reported is not None and not last_use_due(
         reported, observed=token.last_used_date, token_id=token.id, interval=last_used_interval
     ):
-        for key in LAST_USE_FIELDS:
-            fields.pop(key)
-    return fields
+        for name in LAST_USE_FIELDS:
+            fields.pop(name)
+    return v1alpha1.status_patch(ApiTokenStatus(id=token.id, **fields))
 
 
 def last_use_due(
