@@ -17,15 +17,15 @@ from apitoken_operator.version import __version__
 VERBS: dict[str, tuple[str, str]] = {
     "run": ("apitoken_operator.runner", "run the operator"),
     "export": ("apitoken_operator.export", "write ApiToken manifests that adopt an environment's tokens"),
-    "emulator": ("apitoken_operator.emulator.command", "run the local Dynatrace Tokens API v2 emulator"),
+    "emulator": ("apitoken_emulator.command", "run the local Dynatrace Tokens API v2 emulator"),
     "demo": (
-        "apitoken_operator.devenv.demo",
+        "apitoken_devenv.demo",
         "start a local cluster, emulator and operator; reconcile a sample",
     ),
 }
 DEV_VERBS: dict[str, tuple[str, str]] = {
     "cluster": (
-        "apitoken_operator.devenv.command",
+        "apitoken_devenv.command",
         "run the local Kubernetes control plane in the foreground",
     ),
 }

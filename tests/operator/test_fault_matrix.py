@@ -26,8 +26,8 @@ import httpx
 import pytest
 from kubernetes.client import ApiException
 
+from apitoken_devenv.controlplane import ControlPlane, free_port
 from apitoken_operator.controller.reconciler import CRASH_STEPS, DELETE_CRASH_STEPS
-from apitoken_operator.devenv.controlplane import ControlPlane, free_port
 from tests.fixtures.cluster import wait_until
 from tests.fixtures.faults import (
     apitokens,
