@@ -32,8 +32,8 @@ import kubernetes
 import urllib3
 from kubernetes.client import ApiException
 
-from apitoken_operator.devenv.controlplane import ControlPlane, die_with_parent, free_port, stop_process_group
-from apitoken_operator.devenv.paths import SOURCE_ROOT
+from apitoken_devenv.controlplane import ControlPlane, die_with_parent, free_port, stop_process_group
+from apitoken_devenv.paths import SOURCE_ROOT
 from apitoken_operator.dynatrace.dates import parse_date
 from apitoken_operator.metrics import NAMESPACE as METRICS_NAMESPACE
 

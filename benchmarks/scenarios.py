@@ -23,9 +23,9 @@ from typing import Any
 
 import kubernetes
 
+from apitoken_devenv.controlplane import ControlPlane
 from apitoken_operator.controller.observer import MAX_PAGE_SIZE as OBSERVER_PAGE_SIZE
 from apitoken_operator.controller.observer import Observer
-from apitoken_operator.devenv.controlplane import ControlPlane
 from apitoken_operator.dynatrace.client import DynatraceClient
 from apitoken_operator.dynatrace.dates import format_date
 from apitoken_operator.dynatrace.secrets import TokenSecret

@@ -28,8 +28,8 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from apitoken_operator.devenv.controlplane import load_yaml_documents, running_control_plane
-from apitoken_operator.devenv.paths import default_crd_files
+from apitoken_devenv.controlplane import load_yaml_documents, running_control_plane
+from apitoken_devenv.paths import default_crd_files
 from benchmarks import scenarios
 from benchmarks.harness import BenchmarkError, Emulator, commit, machine, progress
 from benchmarks.report import format_table

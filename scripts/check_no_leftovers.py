@@ -8,7 +8,7 @@ import os
 import pathlib
 import sys
 
-from apitoken_operator.devenv.binaries import cache_root
+from apitoken_devenv.binaries import cache_root
 
 root = str(cache_root())
 run_id = os.environ.get("APITOKEN_RUN_ID", "")

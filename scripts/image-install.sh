@@ -14,7 +14,8 @@
 #   3. installs the runtime dependencies only ([project].dependencies, not the `test` extra), pinned by
 #      constraints.txt, from wheels only (no compiler is needed, nor ever present in the image);
 #   4. builds the project's wheel with its [build-system].requires (constrained by constraints.txt too)
-#      and installs it without dependencies, non-editable;
+#      and installs it without dependencies, non-editable: the operator only (the emulator and the dev
+#      tools are another distribution, dev/, which is neither staged nor installed);
 #   5. removes the build backend, checks the dependency tree, removes pip itself;
 #   6. byte-compiles everything with hash-based pycs, which stay valid whatever the files' mtimes, so
 #      nothing needs writing at run time (the image also sets PYTHONDONTWRITEBYTECODE=1).

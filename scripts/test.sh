@@ -5,8 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-echo "== ruff"; .venv/bin/ruff check operator tests benchmarks
-.venv/bin/ruff format --check operator tests benchmarks
+echo "== ruff"; .venv/bin/ruff check operator dev tests benchmarks
+.venv/bin/ruff format --check operator dev tests benchmarks
 echo "== mypy"; .venv/bin/mypy
 echo "== pytest"
 # Marks every process this run starts, so the leftover check below looks only at ours.

@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from apitoken_operator.devenv import binaries
+from apitoken_devenv import binaries
 from apitoken_operator.dynatrace.secrets import TOKEN_PATTERN
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.timeout(900)]

@@ -2,6 +2,10 @@
 
 Every verb lives in its own module exposing `add_arguments(parser)` and `main(args) -> int`, so this
 file only wires them together and imports a verb's dependencies only when that verb runs.
+
+`emulator`, `demo` and `dev cluster` are developer tools from another distribution of this repository
+(dev/pyproject.toml), absent from the image: without it they exit 2 saying so, and the operator
+package imports nothing from it.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
 from apitoken_operator.version import __version__
 
@@ -17,18 +22,21 @@ from apitoken_operator.version import __version__
 VERBS: dict[str, tuple[str, str]] = {
     "run": ("apitoken_operator.runner", "run the operator"),
     "export": ("apitoken_operator.export", "write ApiToken manifests that adopt an environment's tokens"),
-    "emulator": ("apitoken_operator.emulator.command", "run the local Dynatrace Tokens API v2 emulator"),
+    "emulator": ("apitoken_emulator.command", "run the local Dynatrace Tokens API v2 emulator"),
     "demo": (
-        "apitoken_operator.devenv.demo",
+        "apitoken_devenv.demo",
         "start a local cluster, emulator and operator; reconcile a sample",
     ),
 }
 DEV_VERBS: dict[str, tuple[str, str]] = {
     "cluster": (
-        "apitoken_operator.devenv.command",
+        "apitoken_devenv.command",
         "run the local Kubernetes control plane in the foreground",
     ),
 }
+#: The top-level packages of the developer tools' distribution (dev/pyproject.toml).
+DEV_PACKAGES = frozenset({"apitoken_emulator", "apitoken_devenv"})
+DEV_DISTRIBUTION = "dynatrace-apitoken-operator-dev"
 
 
 def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
@@ -40,7 +48,7 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     for verb, (module_name, help_text) in VERBS.items():
         sub = verbs.add_parser(verb, help=help_text, description=help_text)
         if verb == chosen:
-            module = importlib.import_module(module_name)
+            module = _verb_module(parser, verb, module_name)
             module.add_arguments(sub)
             sub.set_defaults(handler=module.main)
     dev = verbs.add_parser("dev", help="developer tools", description="developer tools")
@@ -48,10 +56,26 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     for verb, (module_name, help_text) in DEV_VERBS.items():
         sub = dev_verbs.add_parser(verb, help=help_text, description=help_text)
         if chosen == "dev" and len(argv) > 1 and argv[1] == verb:
-            module = importlib.import_module(module_name)
+            module = _verb_module(parser, f"dev {verb}", module_name)
             module.add_arguments(sub)
             sub.set_defaults(handler=module.main)
     return parser
+
+
+def _verb_module(parser: argparse.ArgumentParser, verb: str, module_name: str) -> ModuleType:
+    """The verb's module; a developer tool that is not installed ends the program with status 2 and one
+    line saying how to get it, rather than a traceback (the image has only the operator)."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        missing = (error.name or "").partition(".")[0]
+        if missing not in DEV_PACKAGES:
+            raise  # a dependency missing from an installed tool is a broken install: show it whole
+        parser.exit(
+            2,
+            f"{parser.prog} {verb}: a developer tool, not installed here ({DEV_DISTRIBUTION}; the "
+            "operator's image carries only the operator); from a checkout: pip install -e ./dev\n",
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> None:

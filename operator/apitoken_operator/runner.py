@@ -35,12 +35,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace (default)")
     parser.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then $KUBECONFIG)")
+    # Standalone is simply --peering absent; nothing reads --standalone. It stays as the explicit
+    # spelling of the default (kopf's own flag, used by the chart and deploy/), refused with --peering.
     peering = parser.add_mutually_exclusive_group()
     peering.add_argument(
         "--standalone",
         action="store_true",
-        default=True,
-        help="run without peering (default; run one replica)",
+        help="run without peering, one replica: the default, spelled out (not with --peering)",
     )
     peering.add_argument(
         "--peering", metavar="NAME", help="coordinate replicas through this KopfPeering object"

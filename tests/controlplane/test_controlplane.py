@@ -13,7 +13,7 @@ import kubernetes
 import pytest
 from kubernetes.client import ApiException
 
-from apitoken_operator.devenv import binaries
+from apitoken_devenv import binaries
 from tests.fixtures.cluster import Cluster, RestrictedKubeconfig, wait_until
 
 pytestmark = pytest.mark.controlplane

@@ -5,7 +5,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from apitoken_operator.emulator import Emulator
+from apitoken_emulator import Emulator
 from tests.emulator.helpers import client
 
 

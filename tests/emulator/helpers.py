@@ -9,8 +9,8 @@ from typing import Any
 
 import httpx
 
+from apitoken_emulator import Emulator
 from apitoken_operator.dynatrace.secrets import TokenSecret
-from apitoken_operator.emulator import Emulator
 
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 API = "/api/v2/apiTokens"

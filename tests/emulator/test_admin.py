@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from apitoken_emulator import Emulator
 from apitoken_operator.dynatrace.dates import parse_date
 from apitoken_operator.dynatrace.secrets import TokenSecret, contains_secret
-from apitoken_operator.emulator import Emulator
 from tests.emulator.helpers import API, client, create
 
 

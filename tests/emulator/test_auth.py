@@ -7,9 +7,9 @@ from datetime import timedelta
 import httpx
 import pytest
 
+from apitoken_emulator import Emulator
+from apitoken_emulator.tokens import mint_secret
 from apitoken_operator.dynatrace.secrets import TokenSecret
-from apitoken_operator.emulator import Emulator
-from apitoken_operator.emulator.tokens import mint_secret
 from tests.emulator.helpers import API, DATE, client, create, headers
 
 

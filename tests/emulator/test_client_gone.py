@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import urllib.parse
 
-from apitoken_operator.emulator import Emulator
+from apitoken_emulator import Emulator
 from tests.emulator.helpers import API
 
 

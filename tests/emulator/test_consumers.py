@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from apitoken_operator.emulator import Emulator, EmulatorThread, start_emulator
-from apitoken_operator.emulator.environment import CONSUMER_ADDRESSES
+from apitoken_emulator import Emulator, EmulatorThread, start_emulator
+from apitoken_emulator.environment import CONSUMER_ADDRESSES
 from tests.emulator.helpers import API, eventually
 
 

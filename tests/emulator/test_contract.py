@@ -9,15 +9,15 @@ from typing import Any
 import httpx
 import pytest
 
+from apitoken_emulator import start_emulator
+from apitoken_emulator.contract import ContractChecker
+from apitoken_emulator.tokens import TokenRecord
 from apitoken_operator.dynatrace.secrets import TOKEN_PATTERN, mask_secrets
-from apitoken_operator.emulator import start_emulator
-from apitoken_operator.emulator.contract import ContractChecker
-from apitoken_operator.emulator.tokens import TokenRecord
 from tests.emulator.helpers import API, client
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared" / "dynatrace"
-PACKAGE_DATA = REPO / "operator" / "apitoken_operator" / "data"
+PACKAGE_DATA = REPO / "dev" / "apitoken_emulator" / "data"
 
 
 @pytest.mark.needs_shared  # deselected by tests/conftest.py when ../shared is absent (a user's clone)

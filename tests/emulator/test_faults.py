@@ -8,8 +8,8 @@ import time
 import httpx
 import pytest
 
-from apitoken_operator.emulator import Emulator, FaultConfig, Outage, start_emulator
-from apitoken_operator.emulator.faults import Faults
+from apitoken_emulator import Emulator, FaultConfig, Outage, start_emulator
+from apitoken_emulator.faults import Faults
 from tests.emulator.helpers import API, client
 
 

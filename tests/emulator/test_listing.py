@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from apitoken_operator.emulator import Emulator
+from apitoken_emulator import Emulator
 from tests.emulator.helpers import API, DATE, client, list_all, violations
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from apitoken_operator.emulator import Emulator
+from apitoken_emulator import Emulator
 from tests.emulator.helpers import API, list_all, violations
 
 

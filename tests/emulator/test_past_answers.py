@@ -7,8 +7,8 @@ import asyncio
 import httpx
 import pytest
 
-from apitoken_operator.emulator import Emulator
-from apitoken_operator.emulator import api as api_module
+from apitoken_emulator import Emulator
+from apitoken_emulator import api as api_module
 from tests.emulator.helpers import API, create, eventually
 
 WAIT = 10.0

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from apitoken_emulator import start_emulator
+from apitoken_emulator.persistence import StateFileError
 from apitoken_operator.dynatrace.secrets import TokenSecret, contains_secret
-from apitoken_operator.emulator import start_emulator
-from apitoken_operator.emulator.persistence import StateFileError
 from tests.emulator.helpers import API, client, create
 
 

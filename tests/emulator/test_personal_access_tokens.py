@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from apitoken_emulator import Emulator
 from apitoken_operator.dynatrace.secrets import TokenSecret
-from apitoken_operator.emulator import Emulator
 from tests.emulator.helpers import API, client, create, list_all
 
 BOB = "bob@example.com"

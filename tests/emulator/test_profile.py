@@ -9,9 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from apitoken_operator.emulator import Emulator, FaultConfig, start_emulator
-from apitoken_operator.emulator.command import _fault_config, add_arguments
-from apitoken_operator.emulator.faults import Paging
+from apitoken_emulator import Emulator, FaultConfig, start_emulator
+from apitoken_emulator.command import _fault_config, add_arguments
+from apitoken_emulator.faults import Paging
 from tests.emulator.helpers import API, client, eventually, list_all
 from tests.emulator.test_cli import running
 

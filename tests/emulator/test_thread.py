@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from apitoken_operator.emulator import EmulatorThread, Outage
+from apitoken_emulator import EmulatorThread, Outage
 from tests.emulator.helpers import API, headers
 
 

@@ -7,8 +7,8 @@ import time
 
 import httpx
 
-from apitoken_operator.emulator import Emulator, FaultConfig
-from apitoken_operator.emulator.faults import Faults
+from apitoken_emulator import Emulator, FaultConfig
+from apitoken_emulator.faults import Faults
 from tests.emulator.helpers import API, eventually
 
 RATE_LIMIT_HEADERS = ("Retry-After", "X-RateLimit-Reset", "X-RateLimit-Limit", "X-RateLimit-Remaining")

@@ -8,9 +8,9 @@ import aiohttp
 import httpx
 import pytest
 
+from apitoken_emulator import Emulator
 from apitoken_operator.dynatrace.dates import format_date
 from apitoken_operator.dynatrace.secrets import TOKEN_PATTERN, TokenSecret, contains_secret
-from apitoken_operator.emulator import Emulator
 from tests.emulator.helpers import API, DATE, client, create, headers, list_all
 
 
@@ -205,7 +205,7 @@ async def test_personal_access_token_create(emulator: Emulator, api: httpx.Async
 
 
 async def test_personal_access_tokens_can_be_disallowed() -> None:
-    from apitoken_operator.emulator import start_emulator
+    from apitoken_emulator import start_emulator
 
     async with start_emulator(validate_responses=True, allow_personal_access_tokens=False) as emulator:
         async with client(emulator) as api:
@@ -258,7 +258,7 @@ async def test_unknown_paths_and_methods_answer_with_the_envelope(api: httpx.Asy
 
 
 async def test_created_expiry_uses_the_emulator_clock() -> None:
-    from apitoken_operator.emulator import start_emulator
+    from apitoken_emulator import start_emulator
 
     fixed = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
     async with (

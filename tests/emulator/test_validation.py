@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from apitoken_operator.emulator import Emulator
+from apitoken_emulator import Emulator
 from tests.emulator.helpers import API, create, violations
 
 VALID: dict[str, Any] = {"name": "n", "scopes": ["metrics.read"]}

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 import yaml
 
+from apitoken_emulator import EmulatorThread
 from apitoken_operator import cli
 from apitoken_operator.dynatrace.secrets import TOKEN_PATTERN, TokenSecret
-from apitoken_operator.emulator import EmulatorThread
 from tests.export.helpers import assert_valid_manifest
 from tests.fixtures.leaks import LeakSources
 

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
+from apitoken_emulator import Emulator
 from apitoken_operator.dynatrace.client import DynatraceClient
 from apitoken_operator.dynatrace.models import ApiToken
 from apitoken_operator.dynatrace.secrets import TokenSecret
 from apitoken_operator.dynatrace.selector import Selector
-from apitoken_operator.emulator import Emulator
 from apitoken_operator.export.reader import ExportOptions, ExportResult, read_tokens, select
 from apitoken_operator.reconcile.model import Desired, Input, Recorded, SecretFacts
 from apitoken_operator.reconcile.plan import immutable_fields_match, token_matches

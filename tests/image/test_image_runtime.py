@@ -24,7 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import yaml
 
-from apitoken_operator.devenv.controlplane import free_port
+from apitoken_devenv.controlplane import free_port
 from tests.fixtures.cluster import Cluster, wait_until
 from tests.fixtures.operator import CONNECTION, OperatorEnv
 from tests.image.dockerfile import Dockerfile

@@ -199,6 +199,59 @@ def test_console_script_runs_read_only_as_the_image_user(
     assert snapshot(installed.prefix) == before
 
 
+def test_no_emulator_or_dev_tools_installed(installed: Installed) -> None:
+    """The emulator and the dev tools are their own distribution (dev/pyproject.toml), never the image's."""
+    (site,) = (installed.prefix / "lib").glob("python3*/site-packages")
+    assert (site / "apitoken_operator" / "runner.py").is_file()  # the search below looks in the right place
+    dev_packages = sorted(
+        p.name for p in site.iterdir() if p.name.split(".")[0] in {"apitoken_emulator", "apitoken_devenv"}
+    )
+    assert not dev_packages, f"developer packages in the image venv: {dev_packages}"
+    dev_paths = sorted(
+        str(path.relative_to(site))
+        for path in (site / "apitoken_operator").rglob("*")
+        if {"emulator", "devenv"} & {part.split(".")[0] for part in path.relative_to(site).parts}
+    )
+    assert not dev_paths, f"emulator or dev tool files in the operator's package: {dev_paths}"
+    aiohttp_servers = sorted(
+        str(source.relative_to(site))
+        for source in (site / "apitoken_operator").rglob("*.py")
+        if "from aiohttp import web" in source.read_text()
+    )
+    assert not aiohttp_servers, (
+        f"aiohttp servers (the emulator's) in the operator's package: {aiohttp_servers}"
+    )
+    (record,) = site.glob("dynatrace_apitoken_operator-*.dist-info/RECORD")
+    top_level = {line.split(",")[0].split("/")[0] for line in record.read_text().splitlines()}
+    assert {name for name in top_level if not name.endswith(".dist-info")} == {"apitoken_operator", ".."}, (
+        top_level
+    )
+
+
+@pytest.mark.parametrize(
+    ("arguments", "verb"),
+    [
+        (["emulator", "--port", "0", "--admin-token-file", "/tmp/admin.token"], "emulator"),
+        (["demo"], "demo"),
+        (["dev", "cluster", "--dir", "/tmp/cp"], "dev cluster"),
+    ],
+)
+def test_the_developer_verbs_say_they_are_not_installed(
+    installed: Installed, dockerfile: Dockerfile, arguments: list[str], verb: str
+) -> None:
+    entrypoint = dockerfile.final.all("ENTRYPOINT")[-1].exec_form
+    assert entrypoint is not None
+    writable = writable_dir(installed.base)
+    env = image_env(dockerfile, prefix=installed.prefix, writable=writable)
+    result = run(installed.sandbox, [*entrypoint, *arguments], env=env, writable=writable)
+    assert result.returncode == 2, f"({installed.sandbox.describe()}):\n{result.stderr}"
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"apitoken-operator {verb}: a developer tool, not installed here (dynatrace-apitoken-operator-dev; "
+        "the operator's image carries only the operator); from a checkout: pip install -e ./dev"
+    ]
+
+
 def test_every_module_imports_read_only_as_the_image_user(
     installed: Installed, dockerfile: Dockerfile
 ) -> None:
@@ -212,7 +265,7 @@ def test_every_module_imports_read_only_as_the_image_user(
     assert result.returncode == 0, f"({installed.sandbox.describe()}):\n{result.stderr}"
     report = json.loads(result.stdout)
     assert not report["failed"], report["failed"]
-    assert len(report["modules"]) > 50
+    assert len(report["modules"]) > 40  # the operator alone (the emulator and dev tools are not in it)
     assert {"apitoken_operator.runner", "apitoken_operator.handlers", "apitoken_operator.metrics"} <= set(
         report["modules"]
     )

@@ -1,6 +1,6 @@
 """The Helm chart: lint, render with default and non-default values, schema, and the API server's verdict.
 
-`helm` is the pinned binary (apitoken_operator.devenv.binaries.ensure_helm) with its own HELM_* homes.
+`helm` is the pinned binary (apitoken_devenv.binaries.ensure_helm) with its own HELM_* homes.
 Rendering needs no cluster; the server-side dry runs (`kubectl apply --dry-run=server`) use the session's
 control plane, in a namespace that enforces the restricted Pod Security Standard, so the API server's own
 PodSecurity admission judges the pod spec too. The ServiceMonitor and the kopf peering objects are checked
@@ -23,7 +23,7 @@ import kubernetes
 import pytest
 import yaml
 
-from apitoken_operator.devenv import binaries
+from apitoken_devenv import binaries
 from tests.fixtures.cluster import Cluster
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]

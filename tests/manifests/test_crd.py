@@ -16,8 +16,8 @@ import kubernetes
 import pytest
 import yaml
 
+from apitoken_devenv.paths import default_crd_files
 from apitoken_operator.api import crd, group
-from apitoken_operator.devenv.paths import default_crd_files
 from tests.fixtures.cluster import installed_crds
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from kubernetes.client import ApiException
 
-from apitoken_operator.devenv import binaries
+from apitoken_devenv import binaries
 from apitoken_operator.dynatrace.secrets import TOKEN_PATTERN
 from tests.fixtures.cluster import Cluster, wait_until
 from tests.manifests.test_chart import Helm, find

@@ -26,9 +26,9 @@ import httpx
 import pytest
 from kubernetes.client import ApiException
 
+from apitoken_devenv.controlplane import ControlPlane, free_port
 from apitoken_operator.controller.failpoints import CREATE_STEPS as CRASH_STEPS
 from apitoken_operator.controller.failpoints import DELETE_STEPS as DELETE_CRASH_STEPS
-from apitoken_operator.devenv.controlplane import ControlPlane, free_port
 from tests.fixtures.cluster import wait_until
 from tests.fixtures.faults import (
     apitokens,

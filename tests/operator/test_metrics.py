@@ -7,7 +7,7 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from apitoken_operator.devenv.controlplane import free_port
+from apitoken_devenv.controlplane import free_port
 from apitoken_operator.dynatrace.secrets import TOKEN_PATTERN
 from tests.fixtures.cluster import wait_until
 from tests.fixtures.operator import GROUP, PLURAL, VERSION, OperatorEnv

@@ -29,9 +29,9 @@ import pytest
 import yaml
 from kubernetes.client import ApiException
 
-from apitoken_operator.devenv import binaries, controlplane
+from apitoken_devenv import binaries, controlplane
+from apitoken_emulator.threaded import EmulatorThread
 from apitoken_operator.dynatrace.secrets import TokenSecret
-from apitoken_operator.emulator.threaded import EmulatorThread
 from tests.fixtures.cluster import Cluster, installed_crds, wait_until, write_token_kubeconfig
 from tests.fixtures.leaks import LeakSources
 from tests.fixtures.operator import CONNECTION, GROUP, PLURAL, VERSION, OperatorEnv, settle

@@ -35,8 +35,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from apitoken_operator.devenv.controlplane import free_port
-from apitoken_operator.emulator.tokens import mint_secret
+from apitoken_devenv.controlplane import free_port
+from apitoken_emulator.tokens import mint_secret
 from tests.fixtures.cluster import wait_until
 from tests.fixtures.operator import CONNECTION_LABEL, GROUP, PLURAL, VERSION, OperatorEnv
 from tests.operator import test_tenants

@@ -29,7 +29,7 @@ import kubernetes
 import pytest
 from kubernetes.client import ApiException
 
-from apitoken_operator.devenv import binaries
+from apitoken_devenv import binaries
 from tests.fixtures.cluster import Cluster, wait_until
 from tests.fixtures.operator import (
     CONNECTION,

@@ -12,8 +12,8 @@ from dataclasses import replace
 
 import pytest
 
+from apitoken_emulator.catalog import load_scopes
 from apitoken_operator import cli
-from apitoken_operator.emulator.catalog import load_scopes
 from apitoken_operator.reconcile.model import Desired
 from apitoken_operator.reconcile.policy import policy_violation, scope_allowed, scope_denied
 from apitoken_operator.runner import settings_from

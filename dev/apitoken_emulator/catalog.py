@@ -1,6 +1,6 @@
 """The reference data shipped with the package: Dynatrace's OpenAPI subset and the scope lists.
 
-They live in `apitoken_operator/data/` (package data), copied from `shared/dynatrace/` with the one
+They live in `apitoken_emulator/data/` (package data), copied from `shared/dynatrace/` with the one
 full example token masked (`mask_secrets`); a test keeps the copies equal to the originals.
 """
 
@@ -16,7 +16,7 @@ __all__ = ["ScopeCatalog", "load_openapi", "load_scopes"]
 
 
 def _read_json(name: str) -> Any:
-    return json.loads(resources.files("apitoken_operator").joinpath("data", name).read_text(encoding="utf-8"))
+    return json.loads(resources.files("apitoken_emulator").joinpath("data", name).read_text(encoding="utf-8"))
 
 
 @cache

@@ -18,13 +18,13 @@ from typing import Final
 
 from aiohttp import web
 
+from apitoken_emulator import admin, api
+from apitoken_emulator.contract import ContractViolation
+from apitoken_emulator.counters import DROPPED
+from apitoken_emulator.environment import Emulator
+from apitoken_emulator.faults import OPERATIONS, FaultDecision, Faults
+from apitoken_emulator.problems import ApiError
 from apitoken_operator.dynatrace.secrets import mask_secrets
-from apitoken_operator.emulator import admin, api
-from apitoken_operator.emulator.contract import ContractViolation
-from apitoken_operator.emulator.counters import DROPPED
-from apitoken_operator.emulator.environment import Emulator
-from apitoken_operator.emulator.faults import OPERATIONS, FaultDecision, Faults
-from apitoken_operator.emulator.problems import ApiError
 
 __all__ = ["build_app"]
 

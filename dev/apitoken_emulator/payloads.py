@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from apitoken_emulator.catalog import ScopeCatalog
+from apitoken_emulator.problems import ApiError, Violation
 from apitoken_operator.dynatrace.dates import DateFormatError, parse_date
-from apitoken_operator.emulator.catalog import ScopeCatalog
-from apitoken_operator.emulator.problems import ApiError, Violation
 
 __all__ = [
     "CreateRequest",

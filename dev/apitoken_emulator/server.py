@@ -19,11 +19,11 @@ from pathlib import Path
 
 from aiohttp import web
 
+from apitoken_emulator.app import build_app
+from apitoken_emulator.clock import Clock
+from apitoken_emulator.environment import Emulator
+from apitoken_emulator.faults import FaultConfig, Faults, Outage
 from apitoken_operator.dynatrace.secrets import TokenSecret
-from apitoken_operator.emulator.app import build_app
-from apitoken_operator.emulator.clock import Clock
-from apitoken_operator.emulator.environment import Emulator
-from apitoken_operator.emulator.faults import FaultConfig, Faults, Outage
 
 __all__ = ["Listener", "run_consumers", "start_emulator"]
 

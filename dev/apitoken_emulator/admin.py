@@ -31,10 +31,10 @@ from typing import Any
 
 from aiohttp import web
 
+from apitoken_emulator import api
+from apitoken_emulator.environment import DEFAULT_CONSUMER_ADDRESS
+from apitoken_emulator.faults import FaultConfig
 from apitoken_operator.dynatrace.dates import format_date
-from apitoken_operator.emulator import api
-from apitoken_operator.emulator.environment import DEFAULT_CONSUMER_ADDRESS
-from apitoken_operator.emulator.faults import FaultConfig
 
 __all__ = ["ADMIN_BASE", "add_routes"]
 

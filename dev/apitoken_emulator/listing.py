@@ -39,12 +39,12 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
 
+from apitoken_emulator.problems import ApiError, Violation
+from apitoken_emulator.store import TokenStore
+from apitoken_emulator.tokens import TokenRecord
 from apitoken_operator.dynatrace import selector as selectors
 from apitoken_operator.dynatrace.dates import DateFormatError, parse_date
 from apitoken_operator.dynatrace.models import DEFAULT_LIST_FIELDS, ListField, ParameterLocation
-from apitoken_operator.emulator.problems import ApiError, Violation
-from apitoken_operator.emulator.store import TokenStore
-from apitoken_operator.emulator.tokens import TokenRecord
 
 __all__ = ["ListQuery", "OffsetCursors", "Page", "Pager", "Position", "parse_list_query"]
 

@@ -11,7 +11,7 @@ Deliberate departures from the document, all gaps it admits to (see shared/dynat
 - statuses the document leaves out but every operation can give (401, 403, 429, 5xx), 404 on PUT and
   400 on a malformed lookup body are allowed, and their bodies must be the `ErrorEnvelope`; a 5xx may
   also be a non-JSON gateway page.
-Everything else is checked as written. `jsonschema` is a test dependency, so it is imported lazily.
+Everything else is checked as written. `jsonschema` is imported lazily: only a checking emulator needs it.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from apitoken_emulator.catalog import load_openapi
 from apitoken_operator.dynatrace.secrets import mask_secrets
-from apitoken_operator.emulator.catalog import load_openapi
 
 __all__ = ["ContractChecker", "ContractViolation"]
 
@@ -73,7 +73,7 @@ class ContractChecker:
     """Validates bodies by operation and status; keeps the violations it found."""
 
     def __init__(self) -> None:
-        from jsonschema import Draft7Validator  # type: ignore[import-untyped]  # no stubs in the test extras
+        from jsonschema import Draft7Validator  # type: ignore[import-untyped]  # it ships no stubs
 
         document = load_openapi()
         schemas = _patched_schemas()

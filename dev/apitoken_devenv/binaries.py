@@ -21,6 +21,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from apitoken_devenv.paths import SOURCE_ROOT
+
 #: helm is its own Go module with its own dependencies, so it is built with `go install pkg@version`.
 HELM_VERSION = "v4.3.1"
 HELM_PACKAGE = "helm.sh/helm/v4/cmd/helm"
@@ -53,7 +55,7 @@ def module_dir() -> pathlib.Path:
     """The Go module that pins the control plane: `APITOKEN_CONTROLPLANE_SRC`, or the source tree's copy."""
     configured = os.environ.get("APITOKEN_CONTROLPLANE_SRC")
     candidates = [pathlib.Path(configured)] if configured else []
-    candidates.append(pathlib.Path(__file__).resolve().parents[3] / "tools" / "controlplane")
+    candidates.append(SOURCE_ROOT / "tools" / "controlplane")
     for candidate in candidates:
         if (candidate / "go.mod").is_file():
             return candidate

@@ -37,15 +37,15 @@ from typing import Any, TextIO
 
 import yaml
 
-from apitoken_operator.api.group import GROUP, KIND, PLURAL, VERSION
-from apitoken_operator.devenv import controlplane
-from apitoken_operator.devenv.controlplane import (
+from apitoken_devenv import controlplane
+from apitoken_devenv.controlplane import (
     ControlPlane,
     ControlPlaneError,
     die_with_parent,
     stop_process_group,
 )
-from apitoken_operator.devenv.paths import SOURCE_ROOT, default_crd_files
+from apitoken_devenv.paths import SOURCE_ROOT, default_crd_files
+from apitoken_operator.api.group import GROUP, KIND, PLURAL, VERSION
 from apitoken_operator.dynatrace.secrets import TokenSecret, install_log_masking, mask_secrets
 
 __all__ = ["EXAMPLE", "NAMESPACE", "add_arguments", "main"]
@@ -142,7 +142,7 @@ def _run(args: argparse.Namespace, signals: _Signals) -> int:
 
 
 def _demo(stack: contextlib.ExitStack, *, workdir: pathlib.Path, kubectl: str, name: str, keep: bool) -> None:
-    from apitoken_operator.emulator.threaded import EmulatorThread
+    from apitoken_emulator.threaded import EmulatorThread
 
     _step("Starting the local Kubernetes control plane (built from Go modules on first use: ~8 min)")
     stack.callback(_say, "  control plane stopped")

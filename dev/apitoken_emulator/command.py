@@ -21,10 +21,10 @@ import signal
 import sys
 from pathlib import Path
 
+from apitoken_emulator.faults import OPERATIONS, PROFILES, FaultConfig, Outage, Paging
+from apitoken_emulator.persistence import StateFileError, write_private_file
+from apitoken_emulator.server import start_emulator
 from apitoken_operator.dynatrace.secrets import TOKEN_PATTERN, TokenSecret, install_log_masking
-from apitoken_operator.emulator.faults import OPERATIONS, PROFILES, FaultConfig, Outage, Paging
-from apitoken_operator.emulator.persistence import StateFileError, write_private_file
-from apitoken_operator.emulator.server import start_emulator
 
 __all__ = ["VALIDATE_ENV", "add_arguments", "main"]
 

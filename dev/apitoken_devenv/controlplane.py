@@ -30,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from apitoken_operator.devenv.binaries import Binaries, Progress, default_progress, ensure_control_plane
+from apitoken_devenv.binaries import Binaries, Progress, default_progress, ensure_control_plane
 
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
 START_TIMEOUT = 60.0

@@ -13,8 +13,8 @@ import sys
 import threading
 from types import FrameType
 
-from apitoken_operator.devenv import controlplane
-from apitoken_operator.devenv.paths import default_crd_files
+from apitoken_devenv import controlplane
+from apitoken_devenv.paths import default_crd_files
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -27,14 +27,14 @@ from typing import Final
 
 from aiohttp import web
 
+from apitoken_emulator import payloads
+from apitoken_emulator.environment import Emulator
+from apitoken_emulator.faults import Paging
+from apitoken_emulator.listing import parse_list_query
+from apitoken_emulator.problems import ApiError, Violation, json_response, json_text_response
+from apitoken_emulator.tokens import TokenRecord
 from apitoken_operator.dynatrace.models import ParameterLocation
 from apitoken_operator.dynatrace.secrets import TOKEN_ID_PATTERN, TOKEN_PATTERN
-from apitoken_operator.emulator import payloads
-from apitoken_operator.emulator.environment import Emulator
-from apitoken_operator.emulator.faults import Paging
-from apitoken_operator.emulator.listing import parse_list_query
-from apitoken_operator.emulator.problems import ApiError, Violation, json_response, json_text_response
-from apitoken_operator.emulator.tokens import TokenRecord
 
 __all__ = ["EMULATOR", "add_routes"]
 

@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
+from apitoken_emulator.tokens import TokenRecord, hash_secret, millis, mint_secret
 from apitoken_operator.dynatrace.secrets import TokenSecret
-from apitoken_operator.emulator.tokens import TokenRecord, hash_secret, millis, mint_secret
 
 __all__ = ["TokenStore"]
 

@@ -15,16 +15,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from apitoken_emulator.catalog import ScopeCatalog, load_scopes
+from apitoken_emulator.clock import Clock, ShiftableClock
+from apitoken_emulator.contract import ContractChecker, ContractViolation
+from apitoken_emulator.counters import Counters
+from apitoken_emulator.faults import FaultConfig, Faults
+from apitoken_emulator.listing import Pager
+from apitoken_emulator.persistence import StateFile
+from apitoken_emulator.store import TokenStore
+from apitoken_emulator.tokens import TokenRecord
 from apitoken_operator.dynatrace.secrets import TOKEN_PATTERN, TokenSecret
-from apitoken_operator.emulator.catalog import ScopeCatalog, load_scopes
-from apitoken_operator.emulator.clock import Clock, ShiftableClock
-from apitoken_operator.emulator.contract import ContractChecker, ContractViolation
-from apitoken_operator.emulator.counters import Counters
-from apitoken_operator.emulator.faults import FaultConfig, Faults
-from apitoken_operator.emulator.listing import Pager
-from apitoken_operator.emulator.persistence import StateFile
-from apitoken_operator.emulator.store import TokenStore
-from apitoken_operator.emulator.tokens import TokenRecord
 
 __all__ = ["ADMIN_OWNER", "ADMIN_SCOPES", "Emulator"]
 

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from apitoken_operator.emulator.tokens import TokenRecord
+from apitoken_emulator.tokens import TokenRecord
 
 __all__ = ["StateFile", "StateFileError", "write_private_file"]
 

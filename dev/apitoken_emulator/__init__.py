@@ -4,9 +4,9 @@ It imports only `apitoken_operator.dynatrace.{models,secrets,dates,selector}`: i
 operator or its client. See docs/emulator.md.
 """
 
-from apitoken_operator.emulator.environment import ADMIN_OWNER, Emulator
-from apitoken_operator.emulator.faults import FaultConfig, Outage, Paging
-from apitoken_operator.emulator.server import start_emulator
-from apitoken_operator.emulator.threaded import EmulatorThread
+from apitoken_emulator.environment import ADMIN_OWNER, Emulator
+from apitoken_emulator.faults import FaultConfig, Outage, Paging
+from apitoken_emulator.server import start_emulator
+from apitoken_emulator.threaded import EmulatorThread
 
 __all__ = ["ADMIN_OWNER", "Emulator", "EmulatorThread", "FaultConfig", "Outage", "Paging", "start_emulator"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pathlib
 
-SOURCE_ROOT = pathlib.Path(__file__).resolve().parents[3]
+SOURCE_ROOT = pathlib.Path(__file__).resolve().parents[2]  # from a checkout: dev/apitoken_devenv/
 
 
 def default_crd_files() -> list[pathlib.Path]:

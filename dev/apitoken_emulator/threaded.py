@@ -13,14 +13,14 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar
 
+from apitoken_emulator.clock import ShiftableClock
+from apitoken_emulator.contract import ContractViolation
+from apitoken_emulator.counters import Counters
+from apitoken_emulator.environment import Emulator
+from apitoken_emulator.faults import Faults
+from apitoken_emulator.server import start_emulator
+from apitoken_emulator.store import TokenStore
 from apitoken_operator.dynatrace.secrets import TokenSecret
-from apitoken_operator.emulator.clock import ShiftableClock
-from apitoken_operator.emulator.contract import ContractViolation
-from apitoken_operator.emulator.counters import Counters
-from apitoken_operator.emulator.environment import Emulator
-from apitoken_operator.emulator.faults import Faults
-from apitoken_operator.emulator.server import start_emulator
-from apitoken_operator.emulator.store import TokenStore
 
 __all__ = ["EmulatorThread"]
 
