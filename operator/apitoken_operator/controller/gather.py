@@ -243,6 +243,20 @@ def made_by(token: ApiToken, pending: PendingCreate, *, excluded: Collection[str
     return pending.marked and token.name == pending.name
 
 
+@dataclass(frozen=True)
+class Subject:
+    """What one reconcile gathers about at every step: the object, its declaration, its connection."""
+
+    work: Work
+    desired: Desired
+    #: None when it cannot be used (`problem` says why): Dynatrace is then not read
+    connection: Connection | None
+    deleting: bool
+    #: the token ids other ApiTokens hold (never a lost create's leftovers)
+    ids_of_others: Callable[[str], Collection[str]] = lambda uid: ()
+    problem: str | None = None
+
+
 class Gatherer:
     """`gather` with what is the same for every object of this process bound once."""
 
@@ -270,18 +284,8 @@ class Gatherer:
         window = settings.foreign_create_window
         self._window = None if window is None else timedelta(seconds=window)
 
-    async def __call__(
-        self,
-        work: Work,
-        desired: Desired,
-        connection: Connection | None,
-        *,
-        deleting: bool,
-        ids_of_others: Callable[[str], Collection[str]] = lambda uid: (),
-        fresh: bool = False,
-        problem: str | None = None,
-    ) -> Input:
-        """`problem`: why there is no `connection` (Dynatrace is then not read)."""
+    async def __call__(self, subject: Subject, *, fresh: bool = False) -> Input:
+        work, desired, connection = subject.work, subject.desired, subject.connection
         default = connection is not None and connection.is_default
         return await gather(
             work,
@@ -289,8 +293,8 @@ class Gatherer:
             connection=connection,
             kube=self._kube,
             now=self._clock(),
-            deleting=deleting,
-            ids_of_others=ids_of_others,
+            deleting=subject.deleting,
+            ids_of_others=subject.ids_of_others,
             fresh=fresh,
             own_attempt=self._attempts.get(work.uid),
             foreign_create_window=self._window,
@@ -300,7 +304,7 @@ class Gatherer:
             default_policy=self._settings.policy if default else None,
             holding=self._holding,
             max_retiring=self._settings.max_retiring,
-            connection_problem=problem,
+            connection_problem=subject.problem,
         )
 
     async def _credential_token_ids(self, work: Work, desired: Desired) -> frozenset[str]:

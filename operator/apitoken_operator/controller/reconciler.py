@@ -18,12 +18,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from apitoken_operator.controller.budgets import Budgets
-from apitoken_operator.controller.connections import Connection, ConnectionProblem, Connections
+from apitoken_operator.controller.connections import ConnectionProblem, Connections
 from apitoken_operator.controller.creating import Creator, StalledByKubernetes
 from apitoken_operator.controller.echoes import EchoFilter
 from apitoken_operator.controller.executor import Executor, Step
 from apitoken_operator.controller.failpoints import FailPoints
-from apitoken_operator.controller.gather import Gatherer, Work
+from apitoken_operator.controller.gather import Gatherer, Subject, Work
 from apitoken_operator.controller.peers import PeerDirectory
 from apitoken_operator.controller.scheduler import ObjectKey
 from apitoken_operator.controller.status_writer import Announcer, EventSink, StatusWriter, changes
@@ -191,7 +191,9 @@ class Reconciler:
             desired = Desired.from_spec(work.body.get("spec") or {}, object_name=work.name)
         except SpecError:  # a release needs nothing from the spec
             desired = Desired(name=work.name, scopes=frozenset(), secret_name=work.name)
-        state = await self._gather(work, desired, None, deleting=True, problem="released by annotation")
+        state = await self._gather(
+            Subject(work, desired, None, deleting=True, problem="released by annotation")
+        )
         action = plan(state).action
         if not (isinstance(action, a.ReleaseFinalizer) and action.reason is Reason.RELEASED):
             return False
@@ -298,7 +300,9 @@ class Reconciler:
         except ConnectionProblem as problem:
             await _discard(reading)
             if deleting:
-                return await self._converge(work, desired, None, deleting=True, problem=problem.message)
+                return await self._converge(
+                    Subject(work, desired, None, deleting=True, problem=problem.message)
+                )
             return await self._stall(work, problem.reason, problem.message, retry_after=stalled_retry)
         except BaseException:
             await _discard(reading)
@@ -311,15 +315,14 @@ class Reconciler:
             return Result(outcome, retry_after=self._pace.parked_retry, parked=True)
         try:
             work.secret_bodies.setdefault(desired.secret_name, await reading)
-            return await self._converge(
-                work, desired, connection, deleting=deleting, ids_of_others=ids_of_others, fresh=fresh
-            )
+            subject = Subject(work, desired, connection, deleting=deleting, ids_of_others=ids_of_others)
+            return await self._converge(subject, fresh=fresh)
         except StalledByKubernetes as stalled:
             return await self._stall(work, stalled.reason, stalled.message)
         except errors.DynatraceError as error:
             failure = effects.dynatrace_failure(error, settings=self._pace, stalled_retry=stalled_retry)
             if failure.connection_refused and deleting:
-                return await self._converge(work, desired, None, deleting=True, problem=str(error))
+                return await self._converge(Subject(work, desired, None, deleting=True, problem=str(error)))
             return await self._fail(work, failure)
         except KubeError as error:
             return self._kube_failure(error)
@@ -330,28 +333,11 @@ class Reconciler:
         failure = effects.kubernetes_failure(str(error), conflict=error.conflict, settings=self._pace)
         return Result(failure.outcome, retry_after=failure.retry_after)
 
-    async def _converge(
-        self,
-        work: Work,
-        desired: Desired,
-        connection: Connection | None,
-        *,
-        deleting: bool,
-        ids_of_others: Callable[[str], Collection[str]] = lambda uid: (),
-        fresh: bool = False,
-        problem: str | None = None,
-    ) -> Result:
+    async def _converge(self, subject: Subject, *, fresh: bool = False) -> Result:
         """Step until settled. Without a connection (`problem` says why) only what needs no Dynatrace."""
+        work, desired, connection = subject.work, subject.desired, subject.connection
         for step_number in range(self._pace.max_steps):
-            state = await self._gather(
-                work,
-                desired,
-                connection,
-                deleting=deleting,
-                ids_of_others=ids_of_others,
-                fresh=fresh and step_number == 0,
-                problem=problem,
-            )
+            state = await self._gather(subject, fresh=fresh and step_number == 0)
             step = plan(state)
             logger.debug("%s: %s -> %s", work.reference, step.check, type(step.action).__name__)
             action = step.action
