@@ -12,10 +12,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from apitoken_operator.api import v1alpha1
-from apitoken_operator.api.v1alpha1 import ApiTokenStatus
+from apitoken_operator.api.v1alpha1 import ApiTokenStatus, Condition
 from apitoken_operator.dynatrace.dates import DateFormatError, format_date, parse_date
 from apitoken_operator.dynatrace.models import ApiToken
 from apitoken_operator.reconcile.reasons import Reason
@@ -103,10 +103,12 @@ def last_used_period(last_used: str | None, *, interval: float, token_id: str | 
 def conditions(
     outcome: Outcome, *, generation: int | None, previous: Sequence[Mapping[str, Any]], now: datetime
 ) -> list[dict[str, Any]]:
+    """The three kstatus conditions an outcome means; a condition's transition time moves only when
+    its status flips."""
     wanted = {
-        "Ready": ("True" if outcome.health is Health.READY else "False"),
-        "Reconciling": ("True" if outcome.health is Health.RECONCILING else "False"),
-        "Stalled": ("True" if outcome.health is Health.STALLED else "False"),
+        "Ready": _flag(outcome.health is Health.READY),
+        "Reconciling": _flag(outcome.health is Health.RECONCILING),
+        "Stalled": _flag(outcome.health is Health.STALLED),
     }
     before = {c.get("type"): c for c in previous}
     stamp = format_date(now)
@@ -117,17 +119,20 @@ def conditions(
             reason, message = outcome.reason.value, outcome.message
         else:
             reason, message = f"No{kind}", ""
-        result.append(
-            {
-                "type": kind,
-                "status": status,
-                "reason": reason,
-                "message": message,
-                "observedGeneration": generation,
-                "lastTransitionTime": old.get("lastTransitionTime") if old.get("status") == status else stamp,
-            }
+        condition = Condition(
+            type=kind,
+            status=status,
+            reason=reason,
+            message=message,
+            observed_generation=generation,
+            last_transition_time=old.get("lastTransitionTime") if old.get("status") == status else stamp,
         )
+        result.append(condition.model_dump(mode="json", by_alias=True))
     return result
+
+
+def _flag(on: bool) -> Literal["True", "False"]:
+    return "True" if on else "False"
 
 
 def same_conditions(a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, Any]]) -> bool:
