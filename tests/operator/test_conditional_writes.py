@@ -12,7 +12,8 @@ from typing import Any
 import kubernetes
 import pytest
 
-from apitoken_operator.api import group as api
+from apitoken_operator.api import group
+from apitoken_operator.kube import api
 from tests.fixtures.cluster import Cluster
 
 NAME = "conditional"
@@ -21,13 +22,13 @@ NAME = "conditional"
 def create_apitoken(k8s: kubernetes.client.ApiClient, namespace: str) -> dict[str, Any]:
     custom = kubernetes.client.CustomObjectsApi(k8s)
     body = {
-        "apiVersion": f"{api.GROUP}/{api.VERSION}",
+        "apiVersion": f"{group.GROUP}/{group.VERSION}",
         "kind": "ApiToken",
         "metadata": {"name": NAME},
         "spec": {"name": "conditional writes", "scopes": ["metrics.ingest"]},
     }
     created: dict[str, Any] = custom.create_namespaced_custom_object(
-        api.GROUP, api.VERSION, namespace, api.PLURAL, body
+        group.GROUP, group.VERSION, namespace, group.PLURAL, body
     )
     return created
 
@@ -35,7 +36,12 @@ def create_apitoken(k8s: kubernetes.client.ApiClient, namespace: str) -> dict[st
 def touch(k8s: kubernetes.client.ApiClient, namespace: str) -> None:
     """Another writer's change (a label), made after the version was read."""
     kubernetes.client.CustomObjectsApi(k8s).patch_namespaced_custom_object(
-        api.GROUP, api.VERSION, namespace, api.PLURAL, NAME, {"metadata": {"labels": {"touched": "yes"}}}
+        group.GROUP,
+        group.VERSION,
+        namespace,
+        group.PLURAL,
+        NAME,
+        {"metadata": {"labels": {"touched": "yes"}}},
     )
 
 
