@@ -218,16 +218,23 @@ def secret_facts(draw: st.DrawFn, name: str, ids: list[str], want: Desired, refe
         annotations: dict[str, str] = secret_annotations(want, token_id=annotated or "", owner=reference)
     else:
         labels, annotations = draw(small_maps), draw(small_maps)
+    owned = draw(st.booleans())
+    shared = want.secret_shared
+    written = frozenset(token_ids) if shared and owned else frozenset()
     return SecretFacts(
         name=name,
         exists=True,
-        owned=draw(st.booleans()),
+        owned=owned,
         value_token_id=value,
         annotated_token_id=annotated,
         labels=labels,
         annotations=annotations,
         keys=frozenset(token_ids) | draw(st.frozensets(st.sampled_from(["token", "other"]))),
         token_ids=token_ids,
+        shared=shared,
+        joinable=shared and draw(st.booleans()),
+        key_writer=draw(st.sampled_from([None, "team-a/other"])) if shared and not owned else None,
+        written_keys=written,
     )
 
 
@@ -256,6 +263,8 @@ def random_inputs(draw: st.DrawFn) -> Input:
     want = draw(desireds())
     if sometimes(draw):
         want = replace(want, adopt_token_id=draw(st.sampled_from(ids)))
+    if sometimes(draw):
+        want = replace(want, secret_shared=True)
     recorded_id = draw(st.one_of(st.none(), st.sampled_from(ids)))
     recorded_secret = draw(st.sampled_from([None, want.secret_name, OLD_SECRET]))
     pending_create = None

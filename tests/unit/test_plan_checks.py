@@ -71,6 +71,27 @@ def expected_request() -> ApiTokenCreate:
     return ApiTokenCreate(name=WANT.name, scopes=sorted(WANT.scopes), expiration_date=None)
 
 
+#: a DynaKube's Secret, shared: this ApiToken writes apiToken, converged
+WANT_SHARED = replace(WANT, secret_shared=True, secret_key="apiToken")
+SHARED = replace(
+    converged(WANT_SHARED, token_id=OLD),
+    secret=owned_secret(WANT_SHARED, OLD, shared=True, joinable=True, written_keys=frozenset({"apiToken"})),
+)
+#: the shared Secret, seen by an ApiToken that has written nothing yet
+JOINING = replace(
+    SHARED,
+    recorded=Recorded(),
+    token=None,
+    secret=SecretFacts(
+        name=WANT_SHARED.secret_name,
+        exists=True,
+        shared=True,
+        joinable=True,
+        keys=frozenset({"dataIngestToken"}),
+    ),
+)
+
+
 #: how long another replica's create may run (peering): the retry deadline and clock skew
 WINDOW = timedelta(minutes=3)
 #: after a create whose answer may be lost: the old token is recorded, the new one may exist
@@ -815,6 +836,62 @@ SCENARIOS = [
         "retired_tokens_deleted",
         a.DropRetiring,
         {"token_id": NEW},
+    ),
+    # --- shared Secrets ------------------------------------------------------------------------------
+    Scenario("a shared Secret this ApiToken writes its key into is in sync", SHARED, "in_sync", a.InSync),
+    Scenario(
+        "a labelled shared Secret whose key is free is joined: a token is made for the key",
+        JOINING,
+        "token_is_known",
+        a.CreateToken,
+        {"reason": Reason.CREATED},
+    ),
+    Scenario(
+        "a Secret the operator did not make, without the shared label, is never joined",
+        with_secret(JOINING, joinable=False),
+        "secret_name_is_free",
+        a.Stall,
+        {"reason": Reason.SECRET_NAME_TAKEN},
+    ),
+    Scenario(
+        "a key another ApiToken writes is refused",
+        with_secret(JOINING, key_writer="team-a/other"),
+        "secret_name_is_free",
+        a.Stall,
+        {"reason": Reason.SECRET_KEY_TAKEN},
+    ),
+    Scenario(
+        "after spec.secret.key changed, the old key is removed once the token is under the new one",
+        with_secret(SHARED, written_keys=frozenset({"apiToken", "paasToken"})),
+        "shared_secret_holds_one_key",
+        a.LeaveSharedSecret,
+        {"name": WANT_SHARED.secret_name, "keep": "apiToken"},
+    ),
+    Scenario(
+        "after spec.secret.name changed, the old shared Secret loses only this ApiToken's key",
+        replace(
+            with_recorded(SHARED, secret_name="old-dynakube"),
+            previous_secret=SecretFacts(name="old-dynakube", exists=True, owned=True, shared=True),
+        ),
+        "previous_secret_is_gone",
+        a.LeaveSharedSecret,
+        {"name": "old-dynakube", "keep": None},
+    ),
+    Scenario(
+        "deleting an ApiToken removes its key from the shared Secret, whatever the policy",
+        with_desired(replace(SHARED, deleting=True), deletion_policy="Orphan"),
+        "shared_keys_removed",
+        a.LeaveSharedSecret,
+        {"name": WANT_SHARED.secret_name},
+    ),
+    Scenario(
+        "... and then its token goes as usual",
+        replace(
+            SHARED, deleting=True, secret=SecretFacts(name=WANT_SHARED.secret_name, exists=True, shared=True)
+        ),
+        "token_deleted",
+        a.DeleteToken,
+        {"token_id": OLD},
     ),
     # --- deletion: dynatrace_reachable --------------------------------------------------------------
     Scenario(

@@ -249,7 +249,14 @@ def secrets_are_moved_and_deleted_only_when_owned(state: Input, result: Plan) ->
     if isinstance(action, a.DeleteSecret):
         assert state.previous_secret is not None
         assert action.name == state.previous_secret.name != state.desired.secret_name
-        assert state.previous_secret.owned
+        assert state.previous_secret.owned and not state.previous_secret.shared
+    if isinstance(action, a.LeaveSharedSecret):  # only its own keys, only from a shared Secret it writes in
+        source = state.secret if action.name == state.secret.name else state.previous_secret
+        assert source is not None and source.shared and source.owned
+        assert action.keep in (None, state.desired.secret_key)
+    if state.desired.secret_shared and isinstance(action, a.CreateToken):  # never into another's key
+        assert state.secret.key_writer is None
+        assert not state.secret.exists or state.secret.owned or state.secret.joinable
 
 
 def an_update_carries_the_full_declaration(state: Input, result: Plan) -> None:
@@ -384,6 +391,7 @@ def test_a_step_carried_out_is_not_planned_again(state: Input) -> None:
         a.WriteSecretMetadata,
         a.MoveSecret,
         a.DeleteSecret,
+        a.LeaveSharedSecret,
     )
     assume(not isinstance(action, (*a.TERMINAL, *calls_only)))
     status = status_of(state)

@@ -110,8 +110,25 @@ class Rotation(_Model):
     )
 
 
+#: a shared Secret's key names its writer's annotation (`writer.<key>`), whose name part holds 63 characters
+SHARED_KEY_PATTERN = r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,54}[A-Za-z0-9])?$"
+#: the label by which a Secret the operator did not create lets ApiTokens write keys into it
+SHARED_LABEL = qualified("shared")
+
+
 class SecretSpec(_Model):
     """Where the token's secret goes."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_validations(
+            (
+                "!has(self.mode) || self.mode != 'Shared' || !has(self.key) || "
+                f"self.key.matches('{SHARED_KEY_PATTERN}')",
+                "with mode Shared, key must be 1 to 56 letters, digits, '-', '_' or '.', starting and ending "
+                "with a letter or digit (it names the key's writer annotation)",
+            )
+        )
+    )
 
     name: Annotated[str, StringConstraints(max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)] | None = Field(
         None, description="The Secret's name. Defaults to the ApiToken's name. A change moves the Secret."
@@ -120,6 +137,17 @@ class SecretSpec(_Model):
         "token",
         description="The data key holding the secret (default token; use apiToken to feed a DynaKube of the "
         "Dynatrace Operator).",
+    )
+    mode: Literal["Owned", "Shared"] = Field(
+        "Owned",
+        description="Owned (default): the Secret is this ApiToken's alone: created and owned by it, deleted "
+        "with it, and an existing Secret of that name is never taken over. Shared: several ApiTokens each "
+        "write their own key into one Secret, e.g. a DynaKube's apiToken and dataIngestToken: each key "
+        "records its writer (annotation dynatrace.apitokens.io/writer.<key>), a key another ApiToken writes "
+        "is refused, and deleting an ApiToken removes only its key. A Secret the operator did not create is "
+        f'joined only when it carries the label {SHARED_LABEL}: "true"; one it created goes with the last '
+        "ApiToken writing into it. Cannot change once set.",
+        json_schema_extra=_validations(("self == oldSelf", "spec.secret.mode cannot change once set")),
     )
     labels: dict[str, LabelValue] | None = Field(
         None,

@@ -41,8 +41,24 @@ async def put(connection: Connection, token: ApiToken | None, token_id: str, upd
 async def store_secret(
     kube: Kube, work: Work, desired: Desired, value: TokenSecret, *, token_id: str
 ) -> None:
-    """Write the object's Secret (create, or replace onto the version last read)."""
+    """Write the object's Secret (create, or replace onto the version last read); a shared one gets only
+    this ApiToken's key written, onto the version last read."""
     existing = work.secret_bodies.get(desired.secret_name)
+    if desired.secret_shared:
+        write = secrets.shared_write(
+            desired,
+            secret=value,
+            token_id=token_id,
+            reference=work.reference,
+            apitoken=work.body,
+            existing=existing,
+        )
+        if existing is None:
+            written = await kube.create_secret(work.namespace, write)
+        else:
+            written = await kube.patch_secret(work.namespace, desired.secret_name, write)
+        work.secret_bodies[desired.secret_name] = written
+        return
     body = secrets.body(
         desired,
         secret=value,
@@ -56,6 +72,16 @@ async def store_secret(
     else:
         written = await kube.replace_secret(work.namespace, desired.secret_name, body)
     work.secret_bodies[desired.secret_name] = written
+
+
+async def leave_shared_secret(kube: Kube, work: Work, name: str, *, keep: str | None) -> bool:
+    """Remove this ApiToken's keys (but `keep`) from a shared Secret; False if there were none."""
+    existing = work.secret_bodies.get(name)
+    patch = secrets.shared_leave(existing, owner_uid=work.uid, keep=keep) if existing is not None else None
+    if patch is None:
+        return False
+    work.secret_bodies[name] = await kube.patch_secret(work.namespace, name, patch)
+    return True
 
 
 async def delete_secret(kube: Kube, work: Work, name: str) -> None:

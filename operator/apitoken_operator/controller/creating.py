@@ -154,6 +154,8 @@ def refusal(error: KubeError, desired: Desired) -> StalledByKubernetes | None:
     """A Secret write Kubernetes will refuse again whatever the wait, as the stall it means."""
     if isinstance(error, secrets.SecretNotOurs):
         return StalledByKubernetes(Reason.SECRET_NAME_TAKEN, error.message)
+    if isinstance(error, secrets.SecretKeyTaken):
+        return StalledByKubernetes(Reason.SECRET_KEY_TAKEN, error.message)
     if error.status == 422:
         return StalledByKubernetes(
             Reason.INVALID_SPEC, f"Secret {desired.secret_name} cannot be written: {error.message}"

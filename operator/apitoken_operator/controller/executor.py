@@ -71,6 +71,7 @@ class Executor:
             a.WriteSecretMetadata: self._write_secret_metadata,
             a.MoveSecret: self._move_secret,
             a.DeleteSecret: self._delete_secret,
+            a.LeaveSharedSecret: self._leave_shared_secret,
         }
 
     async def execute(self, step: Step, action: a.Action) -> None:
@@ -119,9 +120,13 @@ class Executor:
         if value is None:  # gone between gather and now; the next gather sees the truth
             return False
         await calls.store_secret(self._kube, work, step.desired, value, token_id=work.status.get("id") or "")
-        if action.source != action.target:  # a crash before this is mended by previous_secret_is_gone
+        if action.source != action.target and not step.desired.secret_shared:
+            # a crash before this is mended by previous_secret_is_gone (which, shared, leaves only its keys)
             await calls.delete_secret(self._kube, work, action.source)
         return True
+
+    async def _leave_shared_secret(self, step: Step, action: a.LeaveSharedSecret) -> bool:
+        return await calls.leave_shared_secret(self._kube, step.work, action.name, keep=action.keep)
 
     async def _delete_secret(self, step: Step, action: a.DeleteSecret) -> bool:
         await calls.delete_secret(self._kube, step.work, action.name)

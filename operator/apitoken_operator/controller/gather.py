@@ -168,6 +168,7 @@ async def gather(
         work.secret_bodies[desired.secret_name],
         key=desired.secret_key,
         owner_uid=work.uid,
+        shared=desired.secret_shared,
     )
     previous = None
     if recorded.secret_name and recorded.secret_name != desired.secret_name:
@@ -176,7 +177,13 @@ async def gather(
                 work.namespace, recorded.secret_name
             )
         body = work.secret_bodies[recorded.secret_name]
-        previous = secrets.facts(recorded.secret_name, body, key=desired.secret_key, owner_uid=work.uid)
+        previous = secrets.facts(
+            recorded.secret_name,
+            body,
+            key=desired.secret_key,
+            owner_uid=work.uid,
+            shared=desired.secret_shared,
+        )
     token: ApiToken | None = None
     candidates: tuple[ApiToken, ...] = ()
     proven = False
@@ -224,6 +231,7 @@ async def gather(
         max_retiring=max_retiring,
         deleting=deleting,
         reference=work.reference,
+        uid=work.uid,
         release_requested=(work.metadata.get("annotations") or {}).get(RELEASE_ANNOTATION) == "true",
         rotation_request=(work.metadata.get("annotations") or {}).get(ROTATE_ANNOTATION) or None,
         foreign_create_window=foreign_create_window,

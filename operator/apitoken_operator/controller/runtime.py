@@ -16,6 +16,7 @@ from collections.abc import Collection, Coroutine, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from apitoken_operator.api.group import KIND
 from apitoken_operator.controller.budgets import Budgets
 from apitoken_operator.controller.connections import Connections, SharedClient
 from apitoken_operator.controller.failpoints import FailPoints
@@ -34,6 +35,7 @@ from apitoken_operator.reconcile.attention import (
     needs_reconcile,
     release_requested,
 )
+from apitoken_operator.reconcile.secret_layout import writers
 from apitoken_operator.settings import OperatorSettings
 
 logger = logging.getLogger(__name__)
@@ -214,20 +216,25 @@ class Runtime:
             self.scheduler.schedule(key)
 
     def secret_changed(self, event_type: str | None, body: Mapping[str, Any]) -> None:
-        """A Secret the operator wrote was edited or deleted: reconcile its ApiToken (out of band)."""
+        """A Secret the operator wrote was edited or deleted: reconcile its ApiToken, or the ApiTokens
+        writing keys into it when it is shared (out of band)."""
         if event_type not in ("MODIFIED", "DELETED"):
             return
         metadata = body.get("metadata", {})
-        owner = next(
-            (
-                ref
-                for ref in metadata.get("ownerReferences") or ()
-                if ref.get("kind") == "ApiToken" and ref.get("controller")
-            ),
-            None,
-        )
-        if owner is not None and metadata.get("namespace"):
-            self.scheduler.schedule(ObjectKey(metadata["namespace"], owner["name"]))
+        namespace = metadata.get("namespace")
+        if not namespace:
+            return
+        names = {
+            ref["name"]
+            for ref in metadata.get("ownerReferences") or ()
+            if ref.get("kind") == KIND and ref.get("controller") and ref.get("name")
+        }
+        for record in writers(metadata.get("annotations") or {}).values():
+            writer_namespace, _, name = record.get("apitoken", "").partition("/")
+            if writer_namespace == namespace and name:  # never another namespace's object
+                names.add(name)
+        for name in names:
+            self.scheduler.schedule(ObjectKey(namespace, name))
 
     def _worth_a_reconcile(self, body: Mapping[str, Any]) -> bool:
         """Not the echo of the operator's own write, and something the status does not answer yet."""

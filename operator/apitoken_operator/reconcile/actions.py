@@ -128,6 +128,14 @@ class DeleteSecret:
 
 
 @dataclass(frozen=True)
+class LeaveSharedSecret:
+    """Remove the keys this ApiToken writes from a shared Secret (but `keep`); the others' stay."""
+
+    name: str
+    keep: str | None = None
+
+
+@dataclass(frozen=True)
 class DeleteToken:
     token_id: str
     reason: Reason
@@ -170,6 +178,7 @@ Action = (
     | WriteSecretMetadata
     | MoveSecret
     | DeleteSecret
+    | LeaveSharedSecret
     | DeleteToken
     | ReleaseFinalizer
     | Stall

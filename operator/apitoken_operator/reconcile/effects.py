@@ -187,6 +187,9 @@ def announcements(action: a.Action, *, secret_name: str = "") -> tuple[Announcem
         case a.MoveSecret(source=source, target=target):
             message = f"moved the token's secret from {source} to {target}"
             return (Announcement("Normal", Reason.SECRET_MOVED, message),)
+        case a.LeaveSharedSecret(name=name):
+            message = f"removed its key from shared Secret {name} (the other ApiTokens' keys stay)"
+            return (Announcement("Normal", Reason.SECRET_KEY_REMOVED, message),)
         case a.AdoptToken(token_id=token_id):
             message = (
                 f"adopted existing token {token_id}; its secret cannot be read back, "

@@ -89,6 +89,8 @@ class Desired:
     secret_key: str = "token"
     secret_labels: Mapping[str, str] = field(default_factory=dict)
     secret_annotations: Mapping[str, str] = field(default_factory=dict)
+    #: spec.secret.mode Shared: the Secret holds other ApiTokens' keys too; this one writes only its key
+    secret_shared: bool = False
     connection_secret: str | None = None
     adopt_token_id: str | None = None
     renew_before: timedelta | None = None
@@ -132,6 +134,7 @@ class Desired:
             secret_key=secret.key,
             secret_labels=dict(secret.labels or {}),
             secret_annotations=dict(secret.annotations or {}),
+            secret_shared=secret.mode == "Shared",
             connection_secret=model.connection_secret_ref.name if model.connection_secret_ref else None,
             adopt_token_id=model.adopt_token_id,
             renew_before=renew,
@@ -245,8 +248,17 @@ class SecretFacts:
     labels: Mapping[str, str] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)
     keys: frozenset[str] = frozenset()
-    #: data key -> id of the well-formed token stored under it (any key, for moves between keys)
+    #: data key -> id of the well-formed token stored under it (any key, for moves between keys; in a
+    #: shared Secret only the keys this ApiToken writes)
     token_ids: Mapping[str, str] = field(default_factory=dict)
+    #: a shared Secret (spec.secret.mode Shared): `owned` means this ApiToken writes a key in it
+    shared: bool = False
+    #: it carries the label that lets ApiTokens write keys into it (set by the operator on one it made)
+    joinable: bool = False
+    #: who else writes the desired key (`namespace/name`, or "somebody" for data no writer recorded)
+    key_writer: str | None = None
+    #: the keys this ApiToken writes (shared Secrets)
+    written_keys: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -267,6 +279,8 @@ class Input:
     deleting: bool = False
     #: `namespace/name` of the ApiToken, written on the Secret so people can trace it back
     reference: str = ""
+    #: the ApiToken's uid (a shared Secret records each key's writer by it)
+    uid: str = ""
 
     @property
     def namespace(self) -> str:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from apitoken_operator.api.v1alpha1 import SHARED_LABEL
 from apitoken_operator.dynatrace.dates import DateFormatError, format_date, is_relative, parse_date
 from apitoken_operator.dynatrace.models import ApiTokenCreate, ApiTokenUpdate
 from apitoken_operator.reconcile import actions as a
@@ -116,6 +117,21 @@ def settle_pending_create(state: Input) -> a.Action | None:
 
 
 def secret_name_is_free(state: Input) -> a.Action | None:
+    secret = state.secret
+    if state.desired.secret_shared and secret.exists:
+        if not secret.owned and not secret.joinable:
+            return a.Stall(
+                Reason.SECRET_NAME_TAKEN,
+                f"Secret {secret.name!r} already exists and does not let ApiTokens write keys into it; "
+                f"label it {SHARED_LABEL}=true to share it, or choose another spec.secret.name",
+            )
+        if secret.key_writer is not None:
+            return a.Stall(
+                Reason.SECRET_KEY_TAKEN,
+                f"key {state.desired.secret_key!r} of Secret {secret.name!r} is written by "
+                f"{secret.key_writer}; a key has one writer. Choose another spec.secret.key",
+            )
+        return None
     if state.secret.exists and not state.secret.owned:
         return a.Stall(
             Reason.SECRET_NAME_TAKEN,
@@ -307,7 +323,7 @@ def secret_metadata_matches(state: Input) -> a.Action | None:
         return None  # an adopted token without a secret has no Secret to keep in shape
     token_id = state.recorded.token_id or ""
     labels = secret_labels(desired)
-    annotations = secret_annotations(desired, token_id=token_id, owner=state.reference)
+    annotations = secret_annotations(desired, token_id=token_id, owner=state.reference, uid=state.uid)
     if any(secret.labels.get(k) != v for k, v in labels.items()):
         return a.WriteSecretMetadata(why="labels")
     if any(secret.annotations.get(k) != v for k, v in annotations.items()):
@@ -318,7 +334,18 @@ def secret_metadata_matches(state: Input) -> a.Action | None:
 def previous_secret_is_gone(state: Input) -> a.Action | None:
     previous = state.previous_secret
     if previous is not None and previous.exists and previous.owned:
+        if previous.shared:
+            return a.LeaveSharedSecret(name=previous.name)
         return a.DeleteSecret(name=previous.name)
+    return None
+
+
+def shared_secret_holds_one_key(state: Input) -> a.Action | None:
+    """In a shared Secret this ApiToken writes only its declared key (an old one, after spec.secret.key
+    changed, is removed once the token is under the new one)."""
+    secret = state.secret
+    if secret.shared and secret.written_keys - {state.desired.secret_key}:
+        return a.LeaveSharedSecret(name=secret.name, keep=state.desired.secret_key)
     return None
 
 
@@ -368,6 +395,7 @@ CHECKS: tuple[Check, ...] = (
     renewal_due,
     secret_metadata_matches,
     previous_secret_is_gone,
+    shared_secret_holds_one_key,
     retired_tokens_deleted,
     token_matches,
     in_sync,
@@ -409,6 +437,15 @@ def dynatrace_reachable(state: Input) -> a.Action | None:
     )
 
 
+def shared_keys_removed(state: Input) -> a.Action | None:
+    """A shared Secret loses this ApiToken's key with it, whatever the policy (an owned Secret goes with
+    its owner); the other writers' keys stay."""
+    for secret in (state.secret, state.previous_secret):
+        if secret is not None and secret.shared and secret.exists and secret.owned:
+            return a.LeaveSharedSecret(name=secret.name)
+    return None
+
+
 def orphan_policy(state: Input) -> a.Action | None:
     if state.desired.deletion_policy == "Orphan":
         return a.ReleaseFinalizer(
@@ -447,6 +484,7 @@ DELETION_CHECKS: tuple[Check, ...] = (
     settle_pending_create,
     credential_untouched,
     retired_tokens_go_too,
+    shared_keys_removed,
     orphan_policy,
     token_deleted,
 )

@@ -16,6 +16,8 @@ class Reason(StrEnum):
     ORPHANED = "Orphaned"
     SECRET_RESTORED = "SecretRestored"
     SECRET_MOVED = "SecretMoved"
+    #: a shared Secret: this ApiToken's key removed (deleted, or its key or Secret renamed)
+    SECRET_KEY_REMOVED = "SecretKeyRemoved"
     LOST_CREATE_CLEANED = "LostCreateCleanedUp"
     LOST_CREATE_UNPROVABLE = "LostCreateUnprovable"
     RECOVERED = "Recovered"
@@ -33,6 +35,8 @@ class Reason(StrEnum):
     UNAUTHORIZED = "Unauthorized"
     FORBIDDEN = "Forbidden"
     SECRET_NAME_TAKEN = "SecretNameTaken"
+    #: a shared Secret's key is another ApiToken's (or holds data nobody recorded writing)
+    SECRET_KEY_TAKEN = "SecretKeyTaken"
     ADOPTED_TOKEN_NOT_FOUND = "AdoptedTokenNotFound"
     ADOPTION_REFUSED = "AdoptionRefused"
     QUOTA_EXCEEDED = "QuotaExceeded"
