@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import ipaddress
 import json
 import logging
 import os
+import re
 import secrets
 import socket
 import sys
-from typing import Any, cast
+from collections.abc import Mapping
+from typing import Any, NoReturn, cast
 
 from apitoken_operator.dynatrace.secrets import install_log_masking
 from apitoken_operator.reconcile.policy import is_denied_name
@@ -34,7 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="watch this namespace (repeatable; globs like team-* allowed)",
     )
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace (default)")
-    parser.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then $KUBECONFIG)")
+    parser.add_argument(
+        "--kubeconfig",
+        metavar="FILE",
+        help="kubeconfig file for the operator's client; also exported as $KUBECONFIG, where kopf's "
+        "own login reads it (default: in-cluster, then $KUBECONFIG)",
+    )
     # Standalone is simply --peering absent; nothing reads --standalone. It stays as the explicit
     # spelling of the default (kopf's own flag, used by the chart and deploy/), refused with --peering.
     peering = parser.add_mutually_exclusive_group()
@@ -186,16 +194,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
 
+PROG = "apitoken-operator run"
+
+
+class UsageError(SystemExit):
+    """A command line that parses but makes no sense: exit status 2 (as argparse's own errors), the
+    message one line on stderr (`main` writes it; `str()` is the message, for callers and tests)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(2)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _usage(message: str) -> NoReturn:
+    raise UsageError(message)
+
+
 def _page_size(value: int) -> int:
     if not 100 <= value <= 10000:
-        raise SystemExit("--list-page-size must be 100..10000")
+        _usage("--list-page-size must be 100..10000")
     return value
+
+
+def kubeconfig_path(value: str | None) -> str | None:
+    """`--kubeconfig` as an absolute path to a readable file (kopf reads it later, by itself)."""
+    if not value:
+        return None
+    path = os.path.abspath(os.path.expanduser(value))
+    if not os.path.isfile(path) or not os.access(path, os.R_OK):
+        _usage(f"--kubeconfig {value}: not a readable file")
+    return path
 
 
 def settings_from(args: argparse.Namespace) -> OperatorSettings:
     default = args.default_connection
     if default is not None and default.count("/") != 1:
-        raise SystemExit("--default-connection must be NAMESPACE/SECRET")
+        _usage("--default-connection must be NAMESPACE/SECRET")
     policy = PolicySettings(
         allowed_namespaces=tuple(args.policy_namespace),
         allowed_scopes=(
@@ -232,11 +269,9 @@ def _check_escalating(policy: PolicySettings) -> None:
     a pattern or a misspelling would otherwise pass silently and lift nothing (or too much)."""
     for name in policy.allowed_escalating_scopes:
         if any(char in name for char in "*?[]"):
-            raise SystemExit(
-                f"--policy-allow-escalating-scope takes an exact scope name, not a pattern: {name!r}"
-            )
+            _usage(f"--policy-allow-escalating-scope takes an exact scope name, not a pattern: {name!r}")
         if not is_denied_name(name, policy):
-            raise SystemExit(
+            _usage(
                 f"--policy-allow-escalating-scope {name}: not a denied scope "
                 "(scope names are case-sensitive); to grant an ordinary scope, use --policy-allowed-scope"
             )
@@ -246,18 +281,58 @@ def _cidr(text: str) -> str:
     try:
         return str(ipaddress.ip_network(text.strip(), strict=False))
     except ValueError as error:
-        raise SystemExit(f"--allow-connection-cidr {text!r}: {error}") from None
+        raise UsageError(f"--allow-connection-cidr {text!r}: {error}") from None
+
+
+#: The operator's own lines about an object start with "<namespace>/<name>: " (`work.reference`, or
+#: "%s/%s: " with the key): a namespace is a DNS-1123 label, a name a DNS-1123 subdomain, so the prefix
+#: is unambiguous. Read only from the operator's controller loggers, and only until those lines pass
+#: the object in `extra` (`k8s_ref`, as kopf's object loggers do), which always wins.
+_OBJECT_PREFIX = re.compile(
+    r"([a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?)/([a-z0-9](?:[-.a-z0-9]{0,251}[a-z0-9])?): "
+)
+_PREFIXED_LOGGERS = "apitoken_operator.controller"
+
+
+def object_of(record: logging.LogRecord) -> tuple[str | None, str | None]:
+    """The (namespace, name) a record is about, or (None, None).
+
+    kopf's object loggers (`logger` in handlers, "kopf.objects") put the object in `record.k8s_ref`;
+    the operator's own log calls may pass the same: `extra={"k8s_ref": {"namespace": ..., "name": ...}}`
+    (`extra={"name": ...}` is impossible: `name` is the LogRecord's logger name).
+    """
+    ref = getattr(record, "k8s_ref", None)
+    if isinstance(ref, Mapping) and ref.get("name"):
+        namespace = ref.get("namespace")
+        return (str(namespace) if namespace else None), str(ref["name"])
+    if record.name == _PREFIXED_LOGGERS or record.name.startswith(_PREFIXED_LOGGERS + "."):
+        found = _OBJECT_PREFIX.match(str(record.msg) if record.args is None else record.getMessage())
+        if found is not None:
+            return found.group(1), found.group(2)
+    return None, None
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object per line: `time` (ISO 8601, UTC, with its offset), `level`, `logger`, `message`,
+    and `namespace` and `name` when the record is about an object."""
+
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "time": self.formatTime(record),
+            "time": datetime.datetime.fromtimestamp(record.created, tz=datetime.UTC).isoformat(
+                timespec="milliseconds"
+            ),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
         }
-        if record.exc_info:
+        namespace, name = object_of(record)
+        if namespace is not None:
+            entry["namespace"] = namespace
+        if name is not None:
+            entry["name"] = name
+        if record.exc_text:  # formatted, and its secrets masked, where the record was made
+            entry["exception"] = record.exc_text
+        elif record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry)
 
@@ -288,6 +363,13 @@ def _priority(args: argparse.Namespace) -> int | None:
 
 
 def main(args: argparse.Namespace) -> int:
+    try:
+        settings = settings_from(args)
+        kubeconfig = kubeconfig_path(args.kubeconfig)
+    except UsageError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 2
+
     import kopf
 
     from apitoken_operator.controller.failpoints import FailPoints
@@ -295,16 +377,18 @@ def main(args: argparse.Namespace) -> int:
     from apitoken_operator.handlers import Operator, build_registry
 
     configure_logging(log_format=args.log_format, verbose=args.verbose)
-    if args.kubeconfig:
-        os.environ["KUBECONFIG"] = args.kubeconfig
+    if kubeconfig:
+        # kopf's login handlers read the file from $KUBECONFIG: with --kubeconfig, that file and no other
+        # (the login handler must prefer it to the pod's ServiceAccount: handlers.login).
+        os.environ["KUBECONFIG"] = kubeconfig
     # kopf would ask getpass for the user name, which fails for a UID without a passwd entry. The chart
     # sets POD_ID to the pod's name (as kopf itself would read it); elsewhere the host name stands in.
     host = os.environ.get("POD_ID") or socket.gethostname()
     identity = f"apitoken-operator@{host}/{os.getpid()}"
     priority = _priority(args)
     options = Options(
-        settings=settings_from(args),
-        kubeconfig=args.kubeconfig,
+        settings=settings,
+        kubeconfig=kubeconfig,
         metrics_port=args.metrics_port,
         identity=identity,
         peering_name=args.peering,

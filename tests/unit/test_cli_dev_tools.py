@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import os
 import pathlib
+import re
 import subprocess
 import sys
 import tomllib
@@ -43,6 +44,9 @@ def _cli(*argv: str, path: tuple[pathlib.Path, ...] = ()) -> subprocess.Complete
         (["emulator", "--help"], "emulator"),
         (["demo"], "demo"),
         (["dev", "cluster", "--dir", "/tmp/cp"], "dev cluster"),
+        (["dev", "cluster", "--help"], "dev cluster"),
+        (["dev"], "dev"),
+        (["dev", "--help"], "dev"),
     ],
 )
 def test_a_developer_verb_without_the_tools_exits_2_saying_how_to_install_them(
@@ -54,6 +58,44 @@ def test_a_developer_verb_without_the_tools_exits_2_saying_how_to_install_them(
     assert result.stderr.count("\n") == 1, result.stderr  # one line, no traceback, no usage
     assert result.stderr.startswith(f"apitoken-operator {verb}: a developer tool, not installed here")
     assert result.stderr.rstrip().endswith("from a checkout: pip install -e ./dev")
+
+
+def offered_verbs(help_text: str) -> list[str]:
+    """The verbs `--help` lists (argparse indents them by four spaces under VERB)."""
+    return re.findall(r"^    (\S+)\s", help_text, flags=re.M)
+
+
+def test_without_the_tools_help_offers_only_what_works() -> None:
+    result = _cli("--help")
+    assert result.returncode == 0, result.stderr
+    assert offered_verbs(result.stdout) == ["run", "export"]
+    unknown = _cli("no-such-verb")
+    assert unknown.returncode == 2
+    assert "invalid choice: 'no-such-verb' (choose from 'run', 'export')" in unknown.stderr
+
+
+def test_with_the_tools_help_offers_them_too() -> None:
+    """The checkout's venv has dev/ installed (scripts/setup.sh): there the tools are listed."""
+    result = subprocess.run(
+        [sys.executable, "-m", "apitoken_operator", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert offered_verbs(result.stdout) == ["run", "export", "emulator", "demo", "dev"]
+    dev = subprocess.run(
+        [sys.executable, "-m", "apitoken_operator", "dev", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert dev.returncode == 0, dev.stderr
+    assert offered_verbs(dev.stdout) == ["cluster"]
 
 
 def test_a_dev_install_missing_a_dependency_is_shown_whole(tmp_path: pathlib.Path) -> None:
