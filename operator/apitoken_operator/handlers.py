@@ -87,6 +87,11 @@ def build_registry(operator: Operator) -> kopf.OperatorRegistry:
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        """kopf's credentials are the operator client's (kube.api.connect): with --kubeconfig that file
+        (the runner exports it as $KUBECONFIG, which kopf reads), even in a pod with a ServiceAccount
+        token mounted; without it the ServiceAccount, then $KUBECONFIG or ~/.kube/config."""
+        if operator.options.kubeconfig:
+            return kopf.login_with_kubeconfig(**kwargs)
         return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
 
     @kopf.on.cleanup(registry=registry)

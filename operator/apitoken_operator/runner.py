@@ -40,8 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--kubeconfig",
         metavar="FILE",
-        help="kubeconfig file for the operator's client; also exported as $KUBECONFIG, where kopf's "
-        "own login reads it (default: in-cluster, then $KUBECONFIG)",
+        help="kubeconfig file for the operator's client and kopf's own login, in a pod too "
+        "(default: in-cluster, then $KUBECONFIG)",
     )
     # Standalone is simply --peering absent; nothing reads --standalone. It stays as the explicit
     # spelling of the default (kopf's own flag, used by the chart and deploy/), refused with --peering.
