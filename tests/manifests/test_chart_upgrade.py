@@ -29,6 +29,18 @@ ROOT = CHART.parents[1]
 HISTORY = pathlib.Path(__file__).parent / "data" / "chart-values"
 EARLIER = sorted(HISTORY.glob("*.yaml"))
 VALUES_PATH = CHART.relative_to(ROOT) / "values.yaml"
+#: what a user may have set on an earlier release, on top of its defaults (keys every earlier chart had)
+USER_VALUES: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "peering": {"replicaCount": 2, "peering": {"enabled": True}, "strategy": {"type": "RollingUpdate"}},
+    "namespaced-rbac": {
+        "rbac": {"scope": "namespaces"},
+        "watchNamespaces": ["team-a", "team-b"],
+        "defaultConnection": {"existingSecret": "dynatrace-connection"},
+    },
+}
+CASES = [(earlier, name) for earlier in EARLIER for name in USER_VALUES]
+CASE_IDS = [f"{earlier.stem}-{name}" for earlier, name in CASES]
 #: an argument of `apitoken-operator run`: a long option, with a non-empty value when it has one
 FLAG = re.compile(r"--[a-z][a-z0-9]*(-[a-z0-9]+)*(=\S.*)?")
 
@@ -44,6 +56,23 @@ def restricted_namespace(k8s: kubernetes.client.ApiClient, namespace: str) -> st
     labels = {f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "warn")}
     kubernetes.client.CoreV1Api(k8s).patch_namespace(namespace, {"metadata": {"labels": labels}})
     return namespace
+
+
+def merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    result = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = merged(result[key], value)
+        else:
+            result[key] = value
+    return result
+
+
+def release_values(tmp_path: pathlib.Path, earlier: pathlib.Path, user: dict[str, Any]) -> pathlib.Path:
+    """An earlier release's computed values: that chart's values.yaml with the user's values over it."""
+    path = tmp_path / f"{earlier.stem}-computed.yaml"
+    path.write_text(yaml.safe_dump(merged(yaml.safe_load(earlier.read_text()), user)))
+    return path
 
 
 def chart_with_values(tmp_path: pathlib.Path, values: pathlib.Path) -> pathlib.Path:
@@ -66,13 +95,14 @@ def test_there_are_earlier_values_sets() -> None:
     assert len(EARLIER) >= 4, EARLIER
 
 
-@pytest.mark.parametrize("earlier", EARLIER, ids=[p.stem for p in EARLIER])
+@pytest.mark.parametrize(("earlier", "user"), CASES, ids=CASE_IDS)
 def test_reuse_values_from_an_earlier_chart_renders_well_formed_arguments(
-    helm: Helm, tmp_path: pathlib.Path, earlier: pathlib.Path
+    helm: Helm, tmp_path: pathlib.Path, earlier: pathlib.Path, user: str
 ) -> None:
     from apitoken_operator import cli
 
-    reused = render(helm, chart_with_values(tmp_path, earlier))
+    old = release_values(tmp_path, earlier, USER_VALUES[user])
+    reused = render(helm, chart_with_values(tmp_path, old))
     assert "%!" not in reused and "<nil>" not in reused, "a value added later is read without a default"
     main = container(documents(reused))
     args = main["args"]
@@ -82,15 +112,19 @@ def test_reuse_values_from_an_earlier_chart_renders_well_formed_arguments(
     cli.build_parser(args).parse_args(args)  # argparse exits (SystemExit) on a bad value
 
 
-@pytest.mark.parametrize("earlier", EARLIER, ids=[p.stem for p in EARLIER])
+@pytest.mark.parametrize(("earlier", "user"), CASES, ids=CASE_IDS)
 def test_reuse_values_renders_what_the_current_defaults_would(
-    helm: Helm, tmp_path: pathlib.Path, earlier: pathlib.Path
+    helm: Helm, tmp_path: pathlib.Path, earlier: pathlib.Path, user: str
 ) -> None:
     """The templates' defaults are those of values.yaml: `--reuse-values` (old values only) renders the same
     as the current chart given the old values with `-f` (current defaults for the keys added since, as
     `--reset-then-reuse-values` does)."""
-    reused = documents(render(helm, chart_with_values(tmp_path, earlier)))
-    reset = documents(render(helm, CHART, "--values", str(earlier)))
+    old = release_values(tmp_path, earlier, USER_VALUES[user])
+    reused = documents(render(helm, chart_with_values(tmp_path, old)))
+    reset = documents(render(helm, CHART, "--values", str(old)))
+    assert [(o["kind"], o["metadata"]["name"]) for o in reused] == [
+        (o["kind"], o["metadata"]["name"]) for o in reset
+    ]
     assert reused == reset
 
 
@@ -128,15 +162,20 @@ def test_every_earlier_values_yaml_in_git_history_has_a_fixture() -> None:
 
 
 @pytest.mark.controlplane
-@pytest.mark.parametrize("earlier", EARLIER, ids=[p.stem for p in EARLIER])
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 def test_reuse_values_from_an_earlier_chart_is_accepted_by_the_api_server(
     helm: Helm,
     tmp_path: pathlib.Path,
     cluster: Cluster,
     restricted_namespace: str,
-    earlier: pathlib.Path,
+    case: tuple[pathlib.Path, str],
 ) -> None:
-    objects = documents(render(helm, chart_with_values(tmp_path, earlier), namespace=restricted_namespace))
+    earlier, user = case
+    values = USER_VALUES[user]
+    if "watchNamespaces" in values:  # Roles go into namespaces that exist
+        values = {**values, "watchNamespaces": [restricted_namespace, "default"]}
+    old = release_values(tmp_path, earlier, values)
+    objects = documents(render(helm, chart_with_values(tmp_path, old), namespace=restricted_namespace))
     sent = [o for o in objects if o["kind"] not in {*NOT_INSTALLED, "CustomResourceDefinition"}]
     assert find(sent, "Deployment")
     result = server_dry_run(cluster, sent)
