@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -377,3 +378,39 @@ def test_the_components_are_accepted_by_the_api_server(
     assert result.returncode == 0, result.stderr[-1500:]
     applied = [line for line in result.stdout.splitlines() if "(server dry run)" in line]
     assert len(applied) == len(sent)
+
+
+def test_the_overlays_in_docs_kustomize_md_build_to_the_charts_modes(
+    helm: Helm, tmp_path: pathlib.Path
+) -> None:
+    """docs/kustomize.md's overlays, their repository URLs pointed at this checkout, built as written."""
+    text = (ROOT / "docs" / "kustomize.md").read_text()
+    blocks = re.findall(r"^```yaml\n# (\S+)[^\n]*\n(.*?)^```", text, flags=re.M | re.S)
+    files = dict(blocks)
+    assert set(files) == {"my-overlay/kustomization.yaml", "my-overlay/team-a/kustomization.yaml"}, files
+    tops = re.findall(r"^```yaml\n# my-overlay/kustomization.yaml\n(.*?)^```", text, flags=re.M | re.S)
+    url = re.compile(r"https://git\.example\.com/platform/dynatrace-apitoken-operator\.git//(\S+)\?ref=\S+")
+    chart_values: list[dict[str, Any]] = [
+        {"rbac": {"scope": "namespaces"}, "watchNamespaces": ["team-a", "team-b"]},
+        {"peering": {"enabled": True}, "replicaCount": 2, "strategy": {"type": "RollingUpdate"}},
+    ]
+    assert len(tops) == len(chart_values)  # the namespaced-RBAC overlay, then the peering one
+    for index, (top, values) in enumerate(zip(tops, chart_values, strict=True)):
+        root = tmp_path / f"doc-{index}" / "my-overlay"
+        directories = {root: top}
+        if "team-a" in top:
+            team = files["my-overlay/team-a/kustomization.yaml"]
+            directories[root / "team-a"] = team
+            directories[root / "team-b"] = team.replace("namespace: team-a", "namespace: team-b")
+        for directory, body in directories.items():
+            directory.mkdir(parents=True)
+            local = body
+            for match in url.finditer(body):
+                local = local.replace(match.group(0), os.path.relpath(ROOT / match.group(1), directory))
+            (directory / "kustomization.yaml").write_text(local)
+        result = kubectl("kustomize", str(root))
+        assert result.returncode == 0, result.stderr
+        ours = [d for d in yaml.safe_load_all(result.stdout) if d]
+        chart = chart_like_deploy(helm, values)
+        assert_same_rbac(ours, chart)
+        assert scope_args(ours) == scope_args(chart)
