@@ -793,7 +793,14 @@ def test_service_account_automount_revision_history_and_pull_secrets(helm: Helm)
 
 @pytest.mark.parametrize(
     ("kube_version", "accepted"),
-    [("1.28.9", False), ("1.29.0", True), ("v1.37.2", True), ("v1.31.4-eks-1234", True)],
+    [
+        ("1.28.9", False),
+        ("1.29.0", True),
+        ("v1.37.2", True),
+        ("v1.31.4-eks-1234", True),
+        ("v0.0.0-master+$Format:%H$", True),
+        ("0.1.0", False),
+    ],
 )
 def test_the_chart_declares_the_kubernetes_versions_it_is_for(
     helm: Helm, kube_version: str, accepted: bool
