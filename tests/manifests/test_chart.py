@@ -789,23 +789,3 @@ def test_service_account_automount_revision_history_and_pull_secrets(helm: Helm)
     ]
     only_global = helm.template({"global": {"imagePullSecrets": [{"name": "g"}]}})
     assert find(only_global, "Deployment")["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": "g"}]
-
-
-@pytest.mark.parametrize(
-    ("kube_version", "accepted"),
-    [
-        ("1.28.9", False),
-        ("1.29.0", True),
-        ("v1.37.2", True),
-        ("v1.31.4-eks-1234", True),
-        ("v0.0.0-master+$Format:%H$", True),
-        ("0.1.0", False),
-    ],
-)
-def test_the_chart_declares_the_kubernetes_versions_it_is_for(
-    helm: Helm, kube_version: str, accepted: bool
-) -> None:
-    result = helm.run("template", "r", str(CHART), "--kube-version", kube_version, check=False)
-    assert (result.returncode == 0) == accepted, result.stderr
-    if not accepted:
-        assert "kubeVersion" in result.stderr
