@@ -248,6 +248,23 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "image": {"digest": "sha256:" + "a" * 64},
         "commonLabels": {"cost-center": "42"},
     },
+    "added-in-0.2.0": {
+        "peering": {"enabled": True},
+        "replicaCount": 3,
+        "podDisruptionBudget": {"maxUnavailable": "50%"},
+        "revisionHistoryLimit": 0,
+        "serviceAccount": {"automount": True},
+        "global": {"imagePullSecrets": ["regcred", {"name": "mirror"}]},
+        "imagePullSecrets": [{"name": "regcred"}],
+        "extraObjects": [
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "{{ .Release.Name }}-extra", "namespace": "{{ .Release.Namespace }}"},
+                "data": {"chart": "{{ .Chart.Name }}"},
+            }
+        ],
+    },
 }
 
 
@@ -270,6 +287,10 @@ def test_helm_lint_is_clean(helm: Helm, name: str) -> None:
         ("rbac.scope=everywhere", "scope"),
         ("logFormat=yaml", "logFormat"),
         ("events=none", "events"),
+        ("podDisruptionBudget.enable=true", "enable"),
+        ("podDisruptionBudget.minAvailable=half", "minAvailable"),
+        ("serviceAccount.automount=yes", "automount"),
+        ("revisionHistoryLimit=-1", "revisionHistoryLimit"),
     ],
 )
 def test_the_values_schema_rejects_typos_and_wrong_values(helm: Helm, setting: str, complaint: str) -> None:
@@ -703,3 +724,68 @@ def test_network_policy_limits_the_pod_to_dns_the_api_server_and_dynatrace(helm:
 def test_connection_and_escalation_flags_are_off_by_default(helm: Helm) -> None:
     args = container(helm.template())["args"]
     assert not [a for a in args if a.startswith(("--allow-", "--policy-"))]
+
+
+# --- values added in 0.2.0 ---------------------------------------------------------------------------------
+
+
+def test_a_pod_disruption_budget_only_for_several_replicas(helm: Helm) -> None:
+    assert "PodDisruptionBudget" not in kinds(helm.template())
+    assert "PodDisruptionBudget" not in kinds(helm.template({"peering": {"enabled": True}}))
+    objects = helm.template(VALUE_SETS["peering"])
+    budget = find(objects, "PodDisruptionBudget")
+    assert budget["metadata"]["namespace"] == "op"
+    assert budget["spec"] == {
+        "selector": find(objects, "Deployment")["spec"]["selector"],
+        "minAvailable": 1,
+    }
+    half = find(
+        helm.template({**VALUE_SETS["peering"], "podDisruptionBudget": {"maxUnavailable": "50%"}}),
+        "PodDisruptionBudget",
+    )
+    assert "minAvailable" not in half["spec"] and half["spec"]["maxUnavailable"] == "50%"
+    zero = find(
+        helm.template({**VALUE_SETS["peering"], "podDisruptionBudget": {"maxUnavailable": 0}}),
+        "PodDisruptionBudget",
+    )
+    assert zero["spec"]["maxUnavailable"] == 0 and "minAvailable" not in zero["spec"]
+    off = helm.template({**VALUE_SETS["peering"], "podDisruptionBudget": {"enabled": False}})
+    assert "PodDisruptionBudget" not in kinds(off)
+
+
+def test_extra_objects_are_rendered_with_tpl(helm: Helm) -> None:
+    as_text = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-text\n"
+    objects = helm.template(
+        {
+            **VALUE_SETS["added-in-0.2.0"],
+            "extraObjects": [*VALUE_SETS["added-in-0.2.0"]["extraObjects"], as_text],
+        },
+        release="rel",
+    )
+    extra = find(objects, "ConfigMap", "rel-extra")
+    assert extra["metadata"]["namespace"] == "op"
+    assert extra["data"] == {"chart": "dynatrace-apitoken-operator"}
+    assert find(objects, "ConfigMap", "rel-text")
+    assert "ConfigMap" not in kinds(helm.template())
+
+
+def test_service_account_automount_revision_history_and_pull_secrets(helm: Helm) -> None:
+    objects = helm.template()
+    deployment = find(objects, "Deployment")
+    assert deployment["spec"]["revisionHistoryLimit"] == 3
+    assert deployment["spec"]["template"]["spec"]["automountServiceAccountToken"] is True
+    assert find(objects, "ServiceAccount")["automountServiceAccountToken"] is True
+    assert "imagePullSecrets" not in deployment["spec"]["template"]["spec"]
+
+    objects = helm.template({**VALUE_SETS["added-in-0.2.0"], "serviceAccount": {"automount": False}})
+    deployment = find(objects, "Deployment")
+    assert deployment["spec"]["revisionHistoryLimit"] == 0
+    assert deployment["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+    assert find(objects, "ServiceAccount")["automountServiceAccountToken"] is False
+    # global first, then the chart's own, each name once
+    assert deployment["spec"]["template"]["spec"]["imagePullSecrets"] == [
+        {"name": "regcred"},
+        {"name": "mirror"},
+    ]
+    only_global = helm.template({"global": {"imagePullSecrets": [{"name": "g"}]}})
+    assert find(only_global, "Deployment")["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": "g"}]

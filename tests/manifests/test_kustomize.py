@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import subprocess
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import kubernetes
@@ -211,3 +213,204 @@ def test_the_optional_user_roles_match_the_charts_aggregated_roles(helm: Helm) -
         assert aggregation == {
             k: v for k, v in chart[name]["metadata"]["labels"].items() if "aggregate-to" in k
         }, name
+
+
+# --- components: the chart's namespaced-RBAC and peering modes -----------------------------------------
+
+COMPONENTS = DEPLOY / "components"
+RBAC_KINDS = ("Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding")
+
+
+def overlay(
+    tmp_path: pathlib.Path,
+    component: str,
+    *,
+    watched: Sequence[str] = (),
+    operator_namespace: str | None = None,
+) -> list[dict[str, Any]]:
+    """Build an overlay as docs/kustomize.md describes it: deploy/ (moved to `operator_namespace` by an
+    intermediate overlay if given), the component, and for namespaced RBAC one directory per watched
+    namespace plus the --namespace arguments."""
+    root = tmp_path / f"overlay-{component}"
+    root.mkdir()
+
+    def rel(path: pathlib.Path, start: pathlib.Path) -> str:
+        return os.path.relpath(path, start)
+
+    base = rel(DEPLOY, root)
+    if operator_namespace is not None:
+        moved = root / "operator"
+        moved.mkdir()
+        kustomization = {"namespace": operator_namespace, "resources": [rel(DEPLOY, moved)]}
+        (moved / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+        base = "operator"
+    resources = [base]
+    for name in watched:
+        directory = root / f"watch-{name}"
+        directory.mkdir()
+        kustomization = {
+            "namespace": name,
+            "resources": [rel(COMPONENTS / "namespaced-rbac" / "watched-namespace", directory)],
+        }
+        (directory / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+        resources.append(directory.name)
+    top: dict[str, Any] = {"resources": resources, "components": [rel(COMPONENTS / component, root)]}
+    if watched:
+        ops = [
+            {
+                "op": "add",
+                "path": f"/spec/template/spec/containers/0/args/{1 + i}",
+                "value": f"--namespace={n}",
+            }
+            for i, n in enumerate(watched)
+        ]
+        top["patches"] = [{"target": {"kind": "Deployment", "name": NAMESPACE}, "patch": yaml.safe_dump(ops)}]
+    (root / "kustomization.yaml").write_text(yaml.safe_dump(top))
+    result = kubectl("kustomize", str(root))
+    assert result.returncode == 0, result.stderr
+    return [d for d in yaml.safe_load_all(result.stdout) if d]
+
+
+def rbac_objects(objects: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    return {
+        (o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]): o
+        for o in objects
+        if o["kind"] in RBAC_KINDS
+    }
+
+
+def assert_same_rbac(ours: list[dict[str, Any]], chart: list[dict[str, Any]]) -> None:
+    """The same Roles and bindings (kind, namespace, name), the same rules, roleRefs and subjects."""
+    mine, theirs = rbac_objects(ours), rbac_objects(chart)
+    assert sorted(mine) == sorted(theirs)
+    for key, role in mine.items():
+        if key[0] in ("Role", "ClusterRole"):
+            assert rule_set(role["rules"]) == rule_set(theirs[key]["rules"]), key
+            names = [sorted(r.get("resourceNames", [])) for r in role["rules"]]
+            assert names == [sorted(r.get("resourceNames", [])) for r in theirs[key]["rules"]], key
+        else:
+            assert role["roleRef"] == theirs[key]["roleRef"], key
+            assert role["subjects"] == theirs[key]["subjects"], key
+
+
+def scope_args(objects: list[dict[str, Any]]) -> list[str]:
+    args = find(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    modes = ("--namespace", "--all-namespaces", "--peering", "--standalone", "--default-connection")
+    return [a for a in args if a.startswith(modes)]
+
+
+def chart_like_deploy(helm: Helm, values: dict[str, Any], namespace: str = NAMESPACE) -> list[dict[str, Any]]:
+    """The chart with the names deploy/ uses (release name = the chart name) and its default connection."""
+    values = {**values, "defaultConnection": {"existingSecret": "dynatrace-connection"}}
+    return helm.template(values, release=NAMESPACE, namespace=namespace)
+
+
+def test_the_namespaced_rbac_component_matches_the_charts_namespaced_mode(
+    helm: Helm, tmp_path: pathlib.Path
+) -> None:
+    watched = ["team-a", "team-b"]
+    ours = overlay(tmp_path, "namespaced-rbac", watched=watched)
+    chart = chart_like_deploy(helm, {"rbac": {"scope": "namespaces"}, "watchNamespaces": watched})
+    assert_same_rbac(ours, chart)
+    assert scope_args(ours) == scope_args(chart)
+    assert not [o for o in ours if o["kind"] == "ClusterRole" and o["metadata"]["name"] == NAMESPACE]
+
+
+def test_the_peering_component_matches_the_charts_peering_mode(helm: Helm, tmp_path: pathlib.Path) -> None:
+    ours = overlay(tmp_path, "peering")
+    chart = chart_like_deploy(
+        helm, {"peering": {"enabled": True}, "replicaCount": 2, "strategy": {"type": "RollingUpdate"}}
+    )
+    assert_same_rbac(ours, chart)
+    assert scope_args(ours) == scope_args(chart)
+    mine, theirs = find(ours, "Deployment")["spec"], find(chart, "Deployment")["spec"]
+    assert (mine["replicas"], mine["strategy"]) == (theirs["replicas"], theirs["strategy"])
+    env = mine["template"]["spec"]["containers"][0]["env"]
+    assert env == theirs["template"]["spec"]["containers"][0]["env"]
+    assert (
+        find(ours, "ClusterKopfPeering")["metadata"]["name"]
+        == find(chart, "ClusterKopfPeering")["metadata"]["name"]
+    )
+    for name in ("clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"):
+        crd = find(ours, "CustomResourceDefinition", name)
+        assert crd["spec"] == find(chart, "CustomResourceDefinition", name)["spec"], name
+    budget, chart_budget = find(ours, "PodDisruptionBudget"), find(chart, "PodDisruptionBudget")
+    assert budget["metadata"]["namespace"] == chart_budget["metadata"]["namespace"] == NAMESPACE
+    assert budget["spec"]["minAvailable"] == chart_budget["spec"]["minAvailable"]
+    assert (
+        budget["spec"]["selector"]["matchLabels"].items()
+        <= find(ours, "Deployment")["spec"]["template"]["metadata"]["labels"].items()
+    )
+
+
+def test_the_peering_components_crds_are_the_charts() -> None:
+    chart = ROOT / "charts" / "dynatrace-apitoken-operator" / "files" / "kopf-peering-crds"
+    ours = COMPONENTS / "peering" / "crds"
+    assert sorted(p.name for p in ours.glob("*.yaml")) == sorted(p.name for p in chart.glob("*.yaml"))
+    for path in chart.glob("*.yaml"):
+        assert (ours / path.name).read_bytes() == path.read_bytes(), f"copy {path} to {ours}"
+
+
+def test_the_components_follow_the_operator_into_another_namespace(tmp_path: pathlib.Path) -> None:
+    """An intermediate overlay moving deploy/ elsewhere moves the components' subjects and objects too."""
+    objects = overlay(tmp_path, "namespaced-rbac", watched=["team-a"], operator_namespace="ops")
+    for key, each in rbac_objects(objects).items():
+        for subject in each.get("subjects", []):
+            assert subject["namespace"] == "ops", key
+    assert ("Role", "ops", f"{NAMESPACE}-default-connection") in rbac_objects(objects)
+    peering = overlay(tmp_path, "peering", operator_namespace="ops")
+    assert find(peering, "PodDisruptionBudget")["metadata"]["namespace"] == "ops"
+
+
+@pytest.mark.controlplane
+@pytest.mark.parametrize("component", ["namespaced-rbac", "peering"])
+def test_the_components_are_accepted_by_the_api_server(
+    tmp_path: pathlib.Path, cluster: Cluster, namespace: str, component: str
+) -> None:
+    """Server-side dry run, the operator moved into the test's namespace (which exists, unlike deploy/'s);
+    the peering object is left out (its CRD is only being dry-run created)."""
+    watched = [namespace, "default"] if component == "namespaced-rbac" else []
+    objects = overlay(tmp_path, component, watched=watched, operator_namespace=namespace)
+    sent = [o for o in objects if o["kind"] not in ("ClusterKopfPeering", "KopfPeering")]
+    result = kubectl(
+        "apply", "--dry-run=server", "-f", "-", kubeconfig=cluster.kubeconfig, stdin=yaml.safe_dump_all(sent)
+    )
+    assert result.returncode == 0, result.stderr[-1500:]
+    applied = [line for line in result.stdout.splitlines() if "(server dry run)" in line]
+    assert len(applied) == len(sent)
+
+
+def test_the_overlays_in_docs_kustomize_md_build_to_the_charts_modes(
+    helm: Helm, tmp_path: pathlib.Path
+) -> None:
+    """docs/kustomize.md's overlays, their repository URLs pointed at this checkout, built as written."""
+    text = (ROOT / "docs" / "kustomize.md").read_text()
+    blocks = re.findall(r"^```yaml\n# (\S+)[^\n]*\n(.*?)^```", text, flags=re.M | re.S)
+    files = dict(blocks)
+    assert set(files) == {"my-overlay/kustomization.yaml", "my-overlay/team-a/kustomization.yaml"}, files
+    tops = re.findall(r"^```yaml\n# my-overlay/kustomization.yaml\n(.*?)^```", text, flags=re.M | re.S)
+    url = re.compile(r"https://git\.example\.com/platform/dynatrace-apitoken-operator\.git//(\S+)\?ref=\S+")
+    chart_values: list[dict[str, Any]] = [
+        {"rbac": {"scope": "namespaces"}, "watchNamespaces": ["team-a", "team-b"]},
+        {"peering": {"enabled": True}, "replicaCount": 2, "strategy": {"type": "RollingUpdate"}},
+    ]
+    assert len(tops) == len(chart_values)  # the namespaced-RBAC overlay, then the peering one
+    for index, (top, values) in enumerate(zip(tops, chart_values, strict=True)):
+        root = tmp_path / f"doc-{index}" / "my-overlay"
+        directories = {root: top}
+        if "team-a" in top:
+            team = files["my-overlay/team-a/kustomization.yaml"]
+            directories[root / "team-a"] = team
+            directories[root / "team-b"] = team.replace("namespace: team-a", "namespace: team-b")
+        for directory, body in directories.items():
+            directory.mkdir(parents=True)
+            local = body
+            for match in url.finditer(body):
+                local = local.replace(match.group(0), os.path.relpath(ROOT / match.group(1), directory))
+            (directory / "kustomization.yaml").write_text(local)
+        result = kubectl("kustomize", str(root))
+        assert result.returncode == 0, result.stderr
+        ours = [d for d in yaml.safe_load_all(result.stdout) if d]
+        chart = chart_like_deploy(helm, values)
+        assert_same_rbac(ours, chart)
+        assert scope_args(ours) == scope_args(chart)

@@ -99,7 +99,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if and .Values.metrics.serviceMonitor.enabled (not .Values.metrics.enabled) }}
 {{- fail "metrics.serviceMonitor.enabled needs metrics.enabled" }}
 {{- end }}
-{{- if and .Values.networkPolicy.enabled (empty .Values.networkPolicy.apiServer.cidrs) }}
+{{- $networkPolicy := .Values.networkPolicy | default dict }}
+{{- if and $networkPolicy.enabled (empty (dig "apiServer" "cidrs" list $networkPolicy)) }}
 {{- fail "networkPolicy.enabled needs networkPolicy.apiServer.cidrs: the addresses of the API server's endpoints (kubectl get endpoints kubernetes -n default)" }}
 {{- end }}
 {{- end }}
@@ -156,4 +157,49 @@ when namespaces are given, the namespaces (to match names and globs as namespace
   resources: ["namespaces"]
   verbs: ["list", "watch"]
 {{- end }}
+{{- end }}
+
+{{/*
+Values added after chart 0.1.0 are read through these helpers (or with `default`/`dig` where used), each
+with the same default as values.yaml: `helm upgrade --reuse-values` from an older release renders with that
+release's values only, without the keys added since (docs/upgrade.md). tests/manifests/test_chart.py
+renders every earlier values.yaml this way.
+*/}}
+{{- define "apitoken-operator.revisionHistoryLimit" -}}
+{{- if hasKey .Values "revisionHistoryLimit" }}{{ .Values.revisionHistoryLimit }}{{ else }}3{{ end }}
+{{- end }}
+
+{{/* serviceAccount.automount: whether the ServiceAccount's token is mounted (the operator needs one). */}}
+{{- define "apitoken-operator.automountToken" -}}
+{{- dig "automount" true (.Values.serviceAccount | default dict) }}
+{{- end }}
+
+{{/*
+The pod's pull secrets as a YAML list: global.imagePullSecrets, then the chart's own imagePullSecrets, each
+name once. Entries are {name: ...} objects; plain strings are accepted too (as other charts' globals use).
+*/}}
+{{- define "apitoken-operator.imagePullSecrets" -}}
+{{- $global := dig "imagePullSecrets" list (.Values.global | default dict) }}
+{{- $names := list }}
+{{- range concat $global (.Values.imagePullSecrets | default list) }}
+{{- $name := "" }}
+{{- if kindIs "string" . }}{{ $name = . }}{{ else if kindIs "map" . }}{{ $name = dig "name" "" . }}{{ end }}
+{{- if and $name (not (has $name $names)) }}
+{{- $names = append $names $name }}
+{{- end }}
+{{- end }}
+{{- $secrets := list }}
+{{- range $names }}
+{{- $secrets = append $secrets (dict "name" .) }}
+{{- end }}
+{{- toYaml $secrets }}
+{{- end }}
+
+{{/* podDisruptionBudget, with the defaults of values.yaml. */}}
+{{- define "apitoken-operator.podDisruptionBudget" -}}
+{{- $pdb := .Values.podDisruptionBudget | default dict }}
+{{- $enabled := dig "enabled" true $pdb }}
+{{- $minAvailable := dig "minAvailable" 1 $pdb }}
+{{- $maxUnavailable := dig "maxUnavailable" "" $pdb }}
+{{- toYaml (dict "enabled" $enabled "minAvailable" $minAvailable "maxUnavailable" $maxUnavailable) }}
 {{- end }}
