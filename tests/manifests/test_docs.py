@@ -48,6 +48,7 @@ SKIPPED: dict[tuple[str, str, str, str | None], str] = {
     ("docs/gitops.md", "kustomize.toolkit.fluxcd.io/v1", "Kustomization", "monitoring-apitokens"): FLUX_CRDS,
     ("docs/image.md", "kustomize.config.k8s.io/v1beta1", "Kustomization", None): KUSTOMIZE_FILE,
     ("docs/install.md", "kustomize.config.k8s.io/v1beta1", "Kustomization", None): KUSTOMIZE_FILE,
+    ("docs/kustomize.md", "kustomize.config.k8s.io/v1beta1", "Kustomization", None): KUSTOMIZE_FILE,
     ("docs/install.md", "argoproj.io/v1alpha1", "Application", "dynatrace-apitoken-operator"): ARGO_CRDS,
     (
         "docs/install.md",

@@ -14,7 +14,7 @@ from apitoken_operator.controller.runtime import Options
 from apitoken_operator.handlers import Operator, build_registry
 from apitoken_operator.settings import OperatorSettings
 
-IN_CLUSTER = kopf.ConnectionInfo(server="https://in-cluster.invalid", token="sa")  # noqa: S106
+IN_CLUSTER = kopf.ConnectionInfo(server="https://in-cluster.invalid", token="sa")
 
 
 def _login(kubeconfig: str | None) -> kopf.ConnectionInfo | None:
