@@ -63,12 +63,19 @@ def pending_create_is_settled_before_anything_else(state: Input, result: Plan) -
 
 
 def no_create_while_the_secret_name_is_taken(state: Input, result: Plan) -> None:
-    taken = state.secret.exists and not state.secret.owned
+    secret = state.secret
+    if secret.shared:  # taken: a Secret that does not let it in, or its key another's
+        refused = not secret.owned and not secret.joinable
+        taken = secret.exists and (refused or secret.key_writer is not None)
+        reasons = {Reason.SECRET_NAME_TAKEN, Reason.SECRET_KEY_TAKEN}
+    else:
+        taken = secret.exists and not secret.owned
+        reasons = {Reason.SECRET_NAME_TAKEN}
     if taken:
         assert not isinstance(result.action, a.CreateToken)
     if taken and not state.deleting and state.recorded.pending is None:
         assert isinstance(result.action, a.Stall)
-        assert result.action.reason is Reason.SECRET_NAME_TAKEN
+        assert result.action.reason in reasons
 
 
 def _proven_held(state: Input) -> str | None:
@@ -120,6 +127,7 @@ DELETION_ACTIONS = (
     | a.AbandonPendingCreate
     | a.AwaitPendingCreate
     | a.Stall
+    | a.LeaveSharedSecret
 )
 
 
