@@ -222,6 +222,7 @@ def stalls_have_a_user_facing_reason(state: Input, result: Plan) -> None:
         assert not state.deleting or state.connection_problem is not None
         assert result.action.reason in {
             Reason.SECRET_NAME_TAKEN,
+            Reason.SECRET_KEY_TAKEN,
             Reason.ADOPTED_TOKEN_NOT_FOUND,
             Reason.ADOPTION_REFUSED,
             Reason.EXPIRED,
