@@ -44,22 +44,8 @@ async def store_secret(
     """Write the object's Secret (create, or replace onto the version last read); a shared one gets only
     this ApiToken's key written, onto the version last read."""
     existing = work.secret_bodies.get(desired.secret_name)
-    if desired.secret_shared:
-        write = secrets.shared_write(
-            desired,
-            secret=value,
-            token_id=token_id,
-            reference=work.reference,
-            apitoken=work.body,
-            existing=existing,
-        )
-        if existing is None:
-            written = await kube.create_secret(work.namespace, write)
-        else:
-            written = await kube.patch_secret(work.namespace, desired.secret_name, write)
-        work.secret_bodies[desired.secret_name] = written
-        return
-    body = secrets.body(
+    build = secrets.shared_write if desired.secret_shared else secrets.body
+    write = build(
         desired,
         secret=value,
         token_id=token_id,
@@ -68,9 +54,11 @@ async def store_secret(
         existing=existing,
     )
     if existing is None:
-        written = await kube.create_secret(work.namespace, body)
+        written = await kube.create_secret(work.namespace, write)
+    elif desired.secret_shared:  # a merge patch of its key
+        written = await kube.patch_secret(work.namespace, desired.secret_name, write)
     else:
-        written = await kube.replace_secret(work.namespace, desired.secret_name, body)
+        written = await kube.replace_secret(work.namespace, desired.secret_name, write)
     work.secret_bodies[desired.secret_name] = written
 
 

@@ -157,13 +157,18 @@ def body(
         meta["resourceVersion"] = old.get("resourceVersion")
         meta["labels"] = {**(old.get("labels") or {}), **meta["labels"]}
         meta["annotations"] = {**(old.get("annotations") or {}), **meta["annotations"]}
-    value = base64.b64encode(secret.reveal().encode()).decode()
+    return _secret(meta, key=desired.secret_key, value=secret)
+
+
+def _secret(metadata: dict[str, Any], *, key: str, value: TokenSecret) -> dict[str, Any]:
+    """A whole Secret holding `value` under `key` (base64 in `data`)."""
+    encoded = base64.b64encode(value.reveal().encode()).decode()
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "type": "Opaque",
-        "metadata": meta,
-        "data": {desired.secret_key: value},
+        "metadata": metadata,
+        "data": {key: encoded},
     }
 
 
@@ -204,18 +209,11 @@ def shared_write(
     owns it) gets this ApiToken among its owners, so it goes with the last of them; one it joined, never.
     """
     uid = apitoken["metadata"]["uid"]
-    value = base64.b64encode(secret.reveal().encode()).decode()
     meta = metadata(desired, token_id=token_id, reference=reference, apitoken=apitoken)
     if existing is None:
         meta.update(name=desired.secret_name, namespace=apitoken["metadata"]["namespace"])
         meta["ownerReferences"] = [owner_reference(apitoken, controller=False)]
-        return {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "type": "Opaque",
-            "metadata": meta,
-            "data": {desired.secret_key: value},
-        }
+        return _secret(meta, key=desired.secret_key, value=secret)
     seen = _shared_facts(desired.secret_name, existing, key=desired.secret_key, owner_uid=uid)
     if seen.key_writer is not None:
         raise SecretKeyTaken(
@@ -230,6 +228,7 @@ def shared_write(
     made_by_operator = any(ref.get("kind") == KIND for ref in refs)
     if made_by_operator and not any(ref.get("uid") == uid for ref in refs):
         meta["ownerReferences"] = [*refs, owner_reference(apitoken, controller=False)]
+    value = base64.b64encode(secret.reveal().encode()).decode()
     return {"metadata": meta, "data": {desired.secret_key: value}}
 
 
