@@ -97,7 +97,13 @@ class Scheduler:
         except asyncio.CancelledError:
             raise
         except Exception:
-            logger.exception("scheduled reconcile of %s failed; retrying in %.0f s", key, self._failure_retry)
+            logger.exception(
+                "%s/%s: scheduled reconcile failed; retrying in %.0f s",
+                key.namespace,
+                key.name,
+                self._failure_retry,
+                extra={"k8s_ref": {"namespace": key.namespace, "name": key.name}},
+            )
             self.schedule(key, self._failure_retry)
         finally:
             self._slots.release()
