@@ -73,12 +73,6 @@ def nth_pass(steps: tuple[str, ...], step: str, run: int, objects: int) -> int:
     return 1 + (steps.index(step) + run) % objects
 
 
-def annotate(env: OperatorEnv, name: str, **annotations: str) -> None:
-    env.custom.patch_namespaced_custom_object(
-        GROUP, VERSION, env.namespace, PLURAL, name, {"metadata": {"annotations": annotations}}
-    )
-
-
 def crash_during(
     env: OperatorEnv, names: list[str], step: str, nth: int, act: Callable[[], None], **extra: Any
 ) -> dict[str, str]:
@@ -172,7 +166,7 @@ def test_kill_9_during_rotation(operator_env: OperatorEnv, step: str, run: int) 
 
     def rotate_all() -> None:
         for name in names:
-            annotate(operator_env, name, **{"dynatrace.apitokens.io/rotate": request})
+            operator_env.annotate(name, **{"dynatrace.apitokens.io/rotate": request})
 
     nth = nth_pass(REPLACEMENT_STEPS, step, run, len(names))
     before = crash_during(operator_env, names, step, nth, rotate_all, rotation=ROTATION)

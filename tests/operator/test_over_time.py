@@ -9,18 +9,12 @@ import pytest
 
 from apitoken_operator.dynatrace.dates import format_date
 from tests.fixtures.cluster import wait_until
-from tests.fixtures.operator import GROUP, PLURAL, VERSION, OperatorEnv, settle
+from tests.fixtures.operator import OperatorEnv, settle
 
 pytestmark = pytest.mark.controlplane
 
 SPEC = {"name": "drift token", "scopes": ["metrics.read", "logs.read"], "enabled": True}
 FAST = ("--drift-interval", "1")
-
-
-def annotate(env: OperatorEnv, name: str, **annotations: str) -> None:
-    env.custom.patch_namespaced_custom_object(
-        GROUP, VERSION, env.namespace, PLURAL, name, {"metadata": {"annotations": annotations}}
-    )
 
 
 def test_each_drift_kind_is_put_back_with_one_put_and_an_event(operator_env: OperatorEnv):
@@ -115,7 +109,7 @@ def test_adoption_makes_no_create_and_no_put_when_nothing_differs(operator_env: 
     assert any(e.reason == "Adopted" for e in operator_env.events("adopted"))
     operator_env.patch_spec("adopted", {"scopes": ["metrics.read"]})
     wait_until(lambda: operator_env.calls("update") == 1, what="one PUT after a spec change")
-    annotate(operator_env, "adopted", **{"dynatrace.apitokens.io/rotate": "1"})
+    operator_env.annotate("adopted", **{"dynatrace.apitokens.io/rotate": "1"})
     wait_until(lambda: operator_env.secret_value("adopted") is not None, what="a secret after the rotation")
     assert operator_env.wait_ready("adopted")["status"]["secretAvailable"] is True
 
@@ -142,7 +136,7 @@ def test_rotation_keeps_the_old_token_for_the_grace_period_and_consumers_never_s
     reader = threading.Thread(target=consumer)
     reader.start()
     try:
-        annotate(operator_env, "rotating", **{"dynatrace.apitokens.io/rotate": "2026-11-28"})
+        operator_env.annotate("rotating", **{"dynatrace.apitokens.io/rotate": "2026-11-28"})
         wait_until(lambda: operator_env.secret_value("rotating").token_id != old_id, what="the switch")
         switched = time.monotonic()
         status = operator_env.wait_ready("rotating")["status"]
@@ -188,5 +182,5 @@ def test_check_annotation_requests_an_immediate_drift_check(operator_env: Operat
     )
     settle(1.5)
     assert emulator.emulator.record_of(token_id).enabled is False  # nobody looked yet
-    annotate(operator_env, "drift", **{"dynatrace.apitokens.io/check": "now"})
+    operator_env.annotate("drift", **{"dynatrace.apitokens.io/check": "now"})
     wait_until(lambda: emulator.emulator.record_of(token_id).enabled, what="the drift to be put back")

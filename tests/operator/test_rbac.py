@@ -147,12 +147,6 @@ def enabled(env: OperatorEnv, token_id: str) -> bool:
     return record is not None and record.enabled
 
 
-def annotate(env: OperatorEnv, name: str, **annotations: str) -> None:
-    env.custom.patch_namespaced_custom_object(
-        GROUP, VERSION, env.namespace, PLURAL, name, {"metadata": {"annotations": annotations}}
-    )
-
-
 # --- the rendered rules are exactly the expected ones ---------------------------------------------------
 
 
@@ -249,7 +243,7 @@ def test_cluster_scoped_rbac_carries_a_whole_lifecycle_without_a_permission_erro
     wait_until(lambda: enabled(env, first), what="the drift to be put back")
 
     # rotation on request: a new token, the Secret replaced (update), the old token gone after 2 s
-    annotate(env, "tok", **{"dynatrace.apitokens.io/rotate": "1"})
+    env.annotate("tok", **{"dynatrace.apitokens.io/rotate": "1"})
     wait_until(lambda: stored_id(env, "tok") not in (None, first), what="the Secret to switch")
     rotated = env.wait_ready("tok")["status"]["id"]
     assert rotated != first
