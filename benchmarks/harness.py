@@ -36,12 +36,14 @@ from apitoken_devenv.controlplane import ControlPlane, die_with_parent, free_por
 from apitoken_devenv.paths import SOURCE_ROOT
 from apitoken_operator.dynatrace.dates import parse_date
 from apitoken_operator.metrics import NAMESPACE as METRICS_NAMESPACE
+from benchmarks import profiling
 
 GROUP, VERSION, PLURAL = "dynatrace.apitokens.io", "v1alpha1", "apitokens"
 CONNECTION = "dynatrace-connection"
 WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE", "DELETECOLLECTION", "APPLY"})
 READ_VERBS = frozenset({"GET", "LIST"})  # WATCH is counted when a watch ends, so it is left out
 OPERATOR_STOP_TIMEOUT = 20.0
+PROFILER_WRITE_TIMEOUT = 60.0
 EMULATOR_START_TIMEOUT = 30.0
 
 _started = time.monotonic()
@@ -87,7 +89,13 @@ def percentile(values: Sequence[float], fraction: float) -> float:
 # --- processes ----------------------------------------------------------------------------------------
 
 
-def _spawn(command: list[str], *, log: pathlib.Path, stdout_pipe: bool = False) -> subprocess.Popen[bytes]:
+def _spawn(
+    command: list[str],
+    *,
+    log: pathlib.Path,
+    stdout_pipe: bool = False,
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
     with log.open("ab") as sink:
         return subprocess.Popen(
             command,
@@ -96,7 +104,7 @@ def _spawn(command: list[str], *, log: pathlib.Path, stdout_pipe: bool = False) 
             stdin=subprocess.DEVNULL,
             start_new_session=True,
             preexec_fn=die_with_parent,  # noqa: PLW1509 - only a prctl, no locks taken
-            env={**os.environ, "APITOKEN_EMULATOR_VALIDATE": "0"},
+            env={**os.environ, "APITOKEN_EMULATOR_VALIDATE": "0", **(env or {})},
         )
 
 
@@ -138,9 +146,9 @@ def cpu_seconds(pid: int) -> float | None:
 class CpuMeter:
     """CPU seconds each named process spent between `__init__` and `spent()`: where a scenario's time went."""
 
-    def __init__(self, pids: dict[str, int]) -> None:
+    def __init__(self, pids: dict[str, int], *, from_zero: frozenset[str] = frozenset()) -> None:
         self._pids = pids
-        self._start = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        self._start = {name: 0.0 if name in from_zero else cpu_seconds(pid) for name, pid in pids.items()}
         self._wall = time.monotonic()
 
     def spent(self) -> dict[str, float]:
@@ -148,7 +156,7 @@ class CpuMeter:
         for name, pid in self._pids.items():
             now, then = cpu_seconds(pid), self._start[name]
             if now is not None and then is not None:
-                result[name] = round(now - then, 1)
+                result[name] = round(now - then, 2)
         result["wall"] = round(time.monotonic() - self._wall, 1)
         return result
 
@@ -262,6 +270,10 @@ class OperatorRun:
     log: str
     peak_rss_mb: float | None = None
     exit_code: int | None = None
+    #: the profile's summary (--profile), beside its collapsed stacks
+    profile: str | None = None
+    #: whose operator code ran (--compare)
+    variant: str = ""
 
 
 class Operator:
@@ -275,6 +287,8 @@ class Operator:
         *,
         scenario: str,
         args: Sequence[str],
+        env: dict[str, str] | None = None,
+        profile: pathlib.Path | None = None,
     ) -> None:
         command = [
             sys.executable,
@@ -293,9 +307,13 @@ class Operator:
             *args,
         ]
         self.metrics_url = f"http://127.0.0.1:{command[command.index('--metrics-port') + 1]}/metrics"
-        self.process = _spawn(command, log=log)
+        self.process = _spawn(command, log=log, env=env)
         self.record = OperatorRun(scenario=scenario, pid=self.process.pid, log=str(log))
         self.log = log
+        self.profile = profile
+        self._profiler = (
+            profiling.attach(self.pid, profile, log.with_suffix(".py-spy.log")) if profile else None
+        )
 
     @property
     def pid(self) -> int:
@@ -329,6 +347,15 @@ class Operator:
             self.record.peak_rss_mb = memory.peak_mb
         stop_process_group(self.process, timeout=OPERATOR_STOP_TIMEOUT)
         self.record.exit_code = self.process.returncode
+        if self._profiler is not None and self.profile is not None:
+            try:
+                self._profiler.wait(timeout=PROFILER_WRITE_TIMEOUT)  # it writes when the operator is gone
+            except subprocess.TimeoutExpired:
+                stop_process_group(self._profiler, timeout=5)
+            if self.profile.is_file():
+                summary = self.profile.with_suffix(".top.txt")
+                summary.write_text(profiling.summarize(self.profile))
+                self.record.profile = str(summary)
         return self.record
 
 
@@ -660,3 +687,54 @@ def commit() -> dict[str, Any]:
         "sha": _command("git", "rev-parse", "HEAD"),
         "dirty": bool(status) if status is not None else None,
     }
+
+
+# --- which operator code runs (--compare) ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Variant:
+    """The operator code a scenario runs: this tree's (the installed package), or a git ref's (--compare)."""
+
+    label: str
+    sha: str | None
+    #: put first on the operator's PYTHONPATH (None: the installed package, i.e. this tree)
+    python_path: pathlib.Path | None = None
+    #: appended to every namespace the scenarios use, so two variants never share objects
+    suffix: str = ""
+
+    def env(self) -> dict[str, str]:
+        if self.python_path is None:
+            return {}
+        inherited = os.environ.get("PYTHONPATH")
+        return {"PYTHONPATH": os.pathsep.join(filter(None, [str(self.python_path), inherited]))}
+
+
+def this_tree() -> Variant:
+    status = commit()
+    sha = status["sha"]
+    return Variant(label=f"this tree ({(sha or '?')[:7]}{', dirty' if status['dirty'] else ''})", sha=sha)
+
+
+def checkout(ref: str, into: pathlib.Path) -> Variant:
+    """The operator package of `ref`, extracted with `git archive` (no worktree left behind), checked to be
+    the one an operator process started with its `env()` imports."""
+    sha = _command("git", "rev-parse", "--verify", f"{ref}^{{commit}}")
+    if sha is None:
+        raise BenchmarkError(f"--compare: {ref!r} is not a commit of this repository")
+    into.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", sha, "operator"], cwd=SOURCE_ROOT, check=True, capture_output=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    variant = Variant(label=f"{ref} ({sha[:7]})", sha=sha, python_path=into / "operator", suffix="-ref")
+    found = subprocess.run(
+        [sys.executable, "-c", "import apitoken_operator; print(apitoken_operator.__file__)"],
+        env={**os.environ, **variant.env()},
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    if not pathlib.Path(found).is_relative_to(into):
+        raise BenchmarkError(f"--compare: the operator would import {found}, not {ref}'s copy in {into}")
+    return variant

@@ -41,6 +41,7 @@ from benchmarks.harness import (
     Operator,
     OperatorRun,
     RequestDelta,
+    Variant,
     apiserver_requests,
     apitoken,
     kube_client,
@@ -116,6 +117,10 @@ class Context:
     workdir: pathlib.Path
     #: extra arguments for every operator started
     operator_args: list[str] = field(default_factory=list)
+    #: whose operator code runs (this tree's, or a ref's with --compare)
+    variant: Variant = field(default_factory=lambda: Variant(label="this tree", sha=None))
+    #: record a py-spy profile of every operator started (--profile)
+    profile: bool = False
     api: kubernetes.client.ApiClient = field(init=False)
     runs: list[OperatorRun] = field(default_factory=list)
     running: list[Operator] = field(default_factory=list)
@@ -127,17 +132,31 @@ class Context:
     def custom(self) -> kubernetes.client.CustomObjectsApi:
         return kubernetes.client.CustomObjectsApi(self.api)
 
+    def namespace(self, base: str) -> str:
+        """The scenario's namespace for this variant: with --compare each variant has its own."""
+        return f"{base}{self.variant.suffix}"
+
     def watch(self, namespace: str) -> ApiTokenWatch:
         # its own client: a long-lived watch must not take a connection the creators need
         return ApiTokenWatch(kube_client(self.plane.kubeconfig, pool=2), namespace)
 
     def start_operator(self, namespace: str, scenario: str, *args: str) -> Operator:
-        log = self.workdir / f"operator-{len(self.runs) + len(self.running)}-{scenario}.log"
-        operator = Operator(
-            self.plane.kubeconfig, namespace, log, scenario=scenario, args=[*self.operator_args, *args]
+        log = (
+            self.workdir
+            / f"operator-{len(self.runs) + len(self.running)}-{scenario}{self.variant.suffix}.log"
         )
+        operator = Operator(
+            self.plane.kubeconfig,
+            namespace,
+            log,
+            scenario=scenario,
+            args=[*self.operator_args, *args],
+            env=self.variant.env(),
+            profile=log.with_suffix(".profile.txt") if self.profile else None,
+        )
+        operator.record.variant = self.variant.label
         self.running.append(operator)
-        progress(f"{scenario}: operator started (pid {operator.pid}, log {log.name})")
+        progress(f"{scenario}: {self.variant.label} operator started (pid {operator.pid}, log {log.name})")
         return operator
 
     def stop_operator(self, operator: Operator) -> OperatorRun:
@@ -147,14 +166,15 @@ class Context:
         self.runs.append(run)
         return run
 
-    def cpu(self, operator: Operator | None = None) -> CpuMeter:
-        """CPU time of each process in play: the control plane, the emulator, this benchmark, the operator."""
+    def cpu(self, operator: Operator | None = None, *, from_start: bool = False) -> CpuMeter:
+        """CPU time of each process in play: the control plane, the emulator, this benchmark, the operator
+        (`from_start`: the operator's since it started, which it just did)."""
         pids = {component.name: component.process.pid for component in self.plane.components}
         pids["emulator"] = self.emulator.process.pid
         pids["benchmark"] = os.getpid()
         if operator is not None:
             pids["operator"] = operator.pid
-        return CpuMeter(pids)
+        return CpuMeter(pids, from_zero=frozenset({"operator"} if from_start else ()))
 
     def stop_all(self) -> None:
         for operator in list(self.running):
@@ -226,6 +246,15 @@ def _summary_ms(values: list[float]) -> dict[str, float]:
     }
 
 
+def _per_token(spent: dict[str, float], writes: int, tokens: int) -> dict[str, float | None]:
+    """The issue's per-token figures: the operator's CPU (from /proc) and its Kubernetes writes."""
+    cpu = spent.get("operator")
+    return {
+        "operator_cpu_ms_per_token": round(cpu * 1000 / tokens, 2) if cpu is not None and tokens else None,
+        "kube_writes_per_token": round(writes / tokens, 2) if tokens else None,
+    }
+
+
 def _failed_calls(emulator: Emulator) -> int:
     """Calls answered with anything but 2xx (throttling, errors, dropped): should be none here."""
     return sum(
@@ -240,7 +269,7 @@ def _failed_calls(emulator: Emulator) -> int:
 
 
 def apply_to_ready(ctx: Context) -> dict[str, Any]:
-    namespace, count = "bench-latency", ctx.sizes.latency_tokens
+    namespace, count = ctx.namespace("bench-latency"), ctx.sizes.latency_tokens
     prepare_namespace(ctx.api, namespace, ctx.emulator)
     with ctx.watch(namespace) as watch:
         operator = ctx.start_operator(namespace, "apply_to_ready")
@@ -271,7 +300,7 @@ def apply_to_ready(ctx: Context) -> dict[str, Any]:
             **_summary_ms(latencies),
             "dynatrace_calls": sum(calls.values()),
             "dynatrace_calls_by_operation": calls,
-            "kubernetes_writes_per_token": round((requests.total() - count) / count, 2),
+            **_per_token(spent, requests.total() - count, count),
             "kubernetes_reads_per_token": round(requests.reads() / count, 2),
             "kubernetes_writes_by_resource": requests.by_resource(),
             "kubernetes_reads_by_resource": requests.by_resource(READ_VERBS),
@@ -284,7 +313,7 @@ def apply_to_ready(ctx: Context) -> dict[str, Any]:
 
 
 def burst_restart_delete(ctx: Context) -> dict[str, Any]:
-    namespace, count = "bench-burst", ctx.sizes.burst_tokens
+    namespace, count = ctx.namespace("bench-burst"), ctx.sizes.burst_tokens
     prepare_namespace(ctx.api, namespace, ctx.emulator)
     names = [f"burst-{index:05d}" for index in range(count)]
     enabled_count = (count + 1) // 2
@@ -331,7 +360,7 @@ def burst_restart_delete(ctx: Context) -> dict[str, Any]:
             "dynatrace_calls_by_operation": calls,
             "dynatrace_calls_failed": failed,
             "kubernetes_writes": writes.total() - ours,
-            "kubernetes_writes_per_token": round((writes.total() - ours) / count, 2),
+            **_per_token(spent, writes.total() - ours, count),
             "kubernetes_write_conflicts": writes.conflicts(),
             "kubernetes_writes_by_resource": writes.by_resource(),
             "kubernetes_reads": writes.reads(),
@@ -342,7 +371,9 @@ def burst_restart_delete(ctx: Context) -> dict[str, Any]:
         }
         progress(f"burst: {count} Ready in {last_ready - started:.2f} s; Dynatrace calls {calls}")
 
-        result["restart"] = _restart(ctx, namespace, operator, watch, names)
+        result["restart"] = _restart(
+            ctx, namespace, operator, watch, names, seconds=ctx.sizes.restart_seconds
+        )
         operator = ctx.running[-1]
 
         result["burst"].update(_delete(ctx, namespace, operator, watch, names))
@@ -351,20 +382,27 @@ def burst_restart_delete(ctx: Context) -> dict[str, Any]:
 
 
 def _restart(
-    ctx: Context, namespace: str, operator: Operator, watch: ApiTokenWatch, names: list[str]
+    ctx: Context,
+    namespace: str,
+    operator: Operator,
+    watch: ApiTokenWatch,
+    names: list[str],
+    *,
+    seconds: float,
+    scenario: str = "restart",
 ) -> dict[str, Any]:
     """SIGTERM the operator, start it again over the same Ready objects, count what it does.
 
-    The window is `restart_seconds` from the start; if the operator has not looked at every object by
-    then (its reconciles counter, from its metrics), it is extended until it has, up to RESUME_TIMEOUT.
+    The window is `seconds` from the start; if the operator has not looked at every object by then (its
+    reconciles counter, from its metrics), it is extended until it has, up to RESUME_TIMEOUT. Its CPU is
+    counted from the process's start (the import and log-in included), per object it resumed.
     """
     ctx.stop_operator(operator)
     ctx.emulator.reset_counters()
     before = apiserver_requests(ctx.plane)
     events_before = watch.events.copy()
-    seconds = ctx.sizes.restart_seconds
-    operator = ctx.start_operator(namespace, "restart")
-    cpu = ctx.cpu(operator)
+    operator = ctx.start_operator(namespace, scenario)
+    cpu = ctx.cpu(operator, from_start=True)
     started = time.monotonic()
     resumed_at: float | None = None
     while True:
@@ -376,6 +414,9 @@ def _restart(
             break
         time.sleep(0.5)
     observed = time.monotonic() - started
+    spent = cpu.spent()
+    memory = operator.memory()
+    time.sleep(1.0)  # a write made at the end of the window reaches the counters
     calls = ctx.emulator.counters()
     writes = RequestDelta.between(before, apiserver_requests(ctx.plane))
     modified = watch.events["MODIFIED"] - events_before["MODIFIED"]
@@ -396,7 +437,10 @@ def _restart(
         "kubernetes_reads": writes.reads(),
         "kubernetes_reads_by_resource": writes.by_resource(READ_VERBS),
         "apitoken_modified_events": modified,
-        "cpu_seconds": cpu.spent(),
+        **_per_token(spent, writes.total(), len(watch.present)),
+        "rss_mb": memory.rss_mb if memory else None,
+        "peak_rss_mb": memory.peak_mb if memory else None,
+        "cpu_seconds": spent,
     }
 
 
@@ -441,6 +485,10 @@ def _delete(
         "delete_kubernetes_writes": writes.total() - ours,
         "delete_kubernetes_writes_by_resource": writes.by_resource(),
         "delete_kubernetes_reads": writes.reads(),
+        **{
+            f"delete_{key}": value
+            for key, value in _per_token(spent, writes.total() - ours, len(names)).items()
+        },
         "delete_cpu_seconds": spent,
     }
 
@@ -493,7 +541,11 @@ def drift(ctx: Context) -> dict[str, Any]:
 def _drift_operator(ctx: Context) -> dict[str, Any]:
     """The real operator, `--drift-interval` short, a few objects of its own among the environment's
     tokens: its list calls over a window, and how many drift checks (listings of `pages` calls) that is."""
-    namespace, interval, window = "bench-drift", ctx.sizes.drift_interval, ctx.sizes.drift_window
+    namespace, interval, window = (
+        ctx.namespace("bench-drift"),
+        ctx.sizes.drift_interval,
+        ctx.sizes.drift_window,
+    )
     prepare_namespace(ctx.api, namespace, ctx.emulator)
     with ctx.watch(namespace) as watch:
         operator = ctx.start_operator(namespace, "drift", "--drift-interval", str(interval))
@@ -507,17 +559,31 @@ def _drift_operator(ctx: Context) -> dict[str, Any]:
             what="the drift scenario's ApiTokens to be Ready",
             check=operator.check_alive,
         )
-        pages = math.ceil(ctx.emulator.token_count() / OBSERVER_PAGE_SIZE)
+        listed = ctx.emulator.token_count()
+        pages = math.ceil(listed / OBSERVER_PAGE_SIZE)
         ctx.emulator.reset_counters()
         memory_before = operator.memory()
+        before = apiserver_requests(ctx.plane)
+        cpu = ctx.cpu(operator)
         deadline = time.monotonic() + window
         while time.monotonic() < deadline:
             operator.check_alive()
             time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+        spent = cpu.spent()
         calls = ctx.emulator.counters()
         memory = operator.memory()
+        writes = RequestDelta.between(before, apiserver_requests(ctx.plane)).total()
         ctx.stop_operator(operator)
+    checks = calls.get("list", 0) / max(pages, 1)
+    per_token = _per_token(spent, writes, len(names) + 1)  # its objects, the warm-up's included
+    # the drift check's cost is per token listed, each time it lists them
+    per_token["operator_cpu_ms_per_token"] = (
+        round(spent["operator"] * 1000 / (listed * checks), 4) if checks and "operator" in spent else None
+    )
     return {
+        **per_token,
+        "operator_cpu_ms_per_token_note": "operator CPU in the window per token listed per drift check",
+        "operator_cpu_seconds": spent.get("operator"),
         "operator_interval_seconds": interval,
         "operator_window_seconds": window,
         "operator_list_calls": calls.get("list", 0),
@@ -646,7 +712,7 @@ def steady(ctx: Context) -> dict[str, Any]:
     seconds). Its --last-used-interval is not a timer: it is compared with the tokens' lastUsedDate values,
     which the emulator writes from its own clock, so it is passed unscaled (emulated seconds).
     """
-    namespace, count = "bench-steady", ctx.sizes.steady_tokens
+    namespace, count = ctx.namespace("bench-steady"), ctx.sizes.steady_tokens
     speed, window = ctx.sizes.steady_speed, ctx.sizes.steady_seconds
     drift_interval = STEADY_DRIFT_INTERVAL / speed
     last_used_interval = ctx.sizes.steady_last_used_interval
@@ -711,6 +777,8 @@ def steady(ctx: Context) -> dict[str, Any]:
         "undated_at_start_names": undated[:10],
         "undated_at_start_example": undated_example,
         **measured,
+        # per Ready token over the whole window (not per hour)
+        **_per_token(measured["cpu_seconds"], measured["kubernetes_writes"], count),
     }
     progress(
         f"steady: {writes} ApiToken writes in {measured['emulated_minutes']:g} emulated min "
@@ -813,7 +881,7 @@ class _Sampler:
 
 
 def rss(ctx: Context) -> dict[str, Any]:
-    namespace, count = "bench-rss", ctx.sizes.rss_tokens
+    namespace, count = ctx.namespace("bench-rss"), ctx.sizes.rss_tokens
     prepare_namespace(ctx.api, namespace, ctx.emulator)
     names = [f"rss-{index:05d}" for index in range(count)]
     with ctx.watch(namespace) as watch:
@@ -822,6 +890,7 @@ def rss(ctx: Context) -> dict[str, Any]:
         time.sleep(1.0)
         idle = operator.memory()
         cpu = ctx.cpu(operator)
+        before = apiserver_requests(ctx.plane)
         with _Sampler(operator, watch.ready_count) as sampler:
             progress(f"rss: creating {count} ApiTokens")
             started, _ = ctx.create_many(namespace, names, enabled=lambda index: True)
@@ -842,10 +911,18 @@ def rss(ctx: Context) -> dict[str, Any]:
             spent = cpu.spent()
             time.sleep(5.0)  # settle: trailing writes, garbage collection
         memory = operator.memory()
+        writes = RequestDelta.between(before, apiserver_requests(ctx.plane)).total() - count
         if memory is None or idle is None:
             raise BenchmarkError("cannot read the operator's memory from /proc")
-        ctx.stop_operator(operator)
-    progress(f"rss: {count} Ready; RSS {memory.rss_mb} MB, peak {memory.peak_mb} MB (idle {idle.rss_mb} MB)")
+        progress(
+            f"rss: {count} Ready; RSS {memory.rss_mb} MB, peak {memory.peak_mb} MB (idle {idle.rss_mb} MB)"
+        )
+        restart = _restart(ctx, namespace, operator, watch, names, seconds=0.0, scenario="rss-restart")
+        progress(
+            f"rss: restarted over {count}: all resumed after {restart['all_resumed_seconds']} s, "
+            f"{restart['kubernetes_writes']} writes, {restart['operator_cpu_ms_per_token']} ms CPU per object"
+        )
+        ctx.stop_operator(ctx.running[-1])
     return {
         "rss_mb": {
             "tokens": count,
@@ -856,6 +933,8 @@ def rss(ctx: Context) -> dict[str, Any]:
             "create_calls_seconds": round(created - started, 1),
             "all_ready_seconds": round(last_ready - started, 1),
             "samples": sampler.condensed(),
+            **_per_token(spent, writes, count),
             "cpu_seconds": spent,
+            "restart": restart,
         }
     }

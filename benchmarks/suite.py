@@ -2,8 +2,15 @@
 
     python -m benchmarks --json results.json            # the full run (~25 min on 2 cores)
     python -m benchmarks --quick --json quick.json      # a smoke run at small sizes (~3 min)
+    python -m benchmarks --compare main --json ab.json  # main's operator and this tree's, side by side
+    python -m benchmarks --quick --profile --workdir w  # a py-spy profile of each operator run, in w/
 
 Run from the repository root with the project's venv (.venv/bin/python), on an otherwise idle machine.
+
+`--compare REF` runs every scenario twice on the same control plane and emulator: first with REF's
+operator package (extracted with `git archive`, put first on the operator's PYTHONPATH), then with this
+tree's, each in namespaces of its own; the table shows both. The benchmark itself, the emulator and the
+control plane are this tree's either way.
 
 Starts one local control plane (with the CRDs), the Tokens API emulator as a subprocess (with
 --emulator-profile realistic: from its realistic fault profile), and for each
@@ -30,8 +37,8 @@ from typing import Any
 
 from apitoken_devenv.controlplane import load_yaml_documents, running_control_plane
 from apitoken_devenv.paths import default_crd_files
-from benchmarks import scenarios
-from benchmarks.harness import BenchmarkError, Emulator, commit, machine, progress
+from benchmarks import profiling, scenarios
+from benchmarks.harness import BenchmarkError, Emulator, checkout, commit, machine, progress, this_tree
 from benchmarks.report import format_table
 
 SCENARIOS: dict[str, tuple[str, Callable[[scenarios.Context], dict[str, Any]]]] = {
@@ -89,6 +96,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "(recorded in the JSON as operator_args)",
     )
     parser.add_argument(
+        "--compare",
+        metavar="REF",
+        help="also run every scenario with the operator of git REF (e.g. main, HEAD~3), before this tree's, "
+        "on the same control plane; the JSON holds REF's sections under compare",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="record a py-spy profile of every operator process (collapsed stacks and a top-functions "
+        "summary beside its log; needs the bench extra); implies keeping the work folder",
+    )
+    parser.add_argument(
         "--workdir",
         type=pathlib.Path,
         help="keep the control plane's and the operators' logs here (default: a temporary folder, "
@@ -127,8 +146,13 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], pathlib.Path]:
     if unknown:
         raise SystemExit(f"unknown scenario(s) {unknown}; known: {', '.join(SCENARIOS)}")
     sizes = _sizes(args)
+    if args.profile:
+        profiling.py_spy()  # fail now, not after the control plane started
     workdir = args.workdir or pathlib.Path(tempfile.mkdtemp(prefix="apitoken-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
+    variants = [this_tree()]
+    if args.compare:
+        variants.insert(0, checkout(args.compare, workdir / "compare"))
     result: dict[str, Any] = {
         "quick": args.quick,
         "sizes": dataclasses.asdict(sizes),
@@ -144,21 +168,33 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], pathlib.Path]:
         result["emulator_profile"] = args.emulator_profile
         result["emulator_faults"] = emulator.faults()
         context = scenarios.Context(
-            plane=plane, emulator=emulator, sizes=sizes, workdir=workdir, operator_args=args.operator_arg
+            plane=plane,
+            emulator=emulator,
+            sizes=sizes,
+            workdir=workdir,
+            operator_args=args.operator_arg,
+            profile=args.profile,
         )
         result["operator_args"] = args.operator_arg
+        result["variant"] = variants[-1].label
+        if args.compare:
+            result["compare"] = {"variant": variants[0].label, "sha": variants[0].sha, "errors": {}}
         try:
             for name in wanted:
                 key, scenario = SCENARIOS[name]
-                progress(f"== {name}")
-                try:
-                    result.update(scenario(context))
-                except BenchmarkError as error:
-                    progress(f"{name} failed: {error}")
-                    result["errors"][key] = str(error)
-                    if name == "burst":
-                        result["errors"]["restart"] = str(error)
-                    context.stop_all()
+                for variant in variants:
+                    # this tree's sections at the top (as without --compare), the ref's under compare
+                    into = result if variant is variants[-1] else result["compare"]
+                    progress(f"== {name}" + (f" ({variant.label})" if args.compare else ""))
+                    context.variant = variant
+                    try:
+                        into.update(scenario(context))
+                    except BenchmarkError as error:
+                        progress(f"{name} failed: {error}")
+                        into["errors"][key] = str(error)
+                        if name == "burst":
+                            into["errors"]["restart"] = str(error)
+                        context.stop_all()
         finally:
             context.stop_all()
             emulator.stop()
@@ -182,8 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     if label:
         print(label)
     print(format_table(result))
-    failed = bool(result["errors"])
-    if args.workdir is None and not failed:
+    failed = bool(result["errors"]) or bool(result.get("compare", {}).get("errors"))
+    if args.workdir is None and not failed and not args.profile:
         shutil.rmtree(workdir, ignore_errors=True)
     else:
         print(f"logs kept in {workdir}", file=sys.stderr)
