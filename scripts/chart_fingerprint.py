@@ -1,9 +1,11 @@
-"""Hold the chart's version bump rule: a change to the chart's values or templates needs a new chart version.
+"""Hold the chart's version bump rule: a change to what the chart installs needs a new chart version.
 
-The fingerprint file records the chart version and a hash of what decides how the chart renders for a given
-set of values (values.yaml, values.schema.json, templates/). A change to any of them under an unchanged
-version would give two different charts one version: `helm upgrade --reuse-values`, chart caches and
-mirrors then behave as if nothing changed. tests/manifests/test_chart_release.py runs `--check`.
+The fingerprint file records the chart version and a hash of what decides what the chart installs for a
+given set of values: values.yaml, values.schema.json, templates/, files/ (the CRDs the templates render:
+files/crds/, files/kopf-peering-crds/) and Chart.yaml apart from its `version:` line (kubeVersion,
+appVersion, which the image tag defaults to, the name the templates use). A change to any of them under an
+unchanged version would give two different charts one version: `helm upgrade --reuse-values`, chart
+caches and mirrors then behave as if nothing changed. tests/manifests/test_chart_release.py runs `--check`.
 
     .venv/bin/python scripts/chart_fingerprint.py           # record the fingerprint after bumping the version
     .venv/bin/python scripts/chart_fingerprint.py --check   # exit 1, saying what to do, if it is stale
@@ -25,7 +27,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 CHART = ROOT / "charts" / "dynatrace-apitoken-operator"
 FINGERPRINT = ROOT / "tests" / "manifests" / "data" / "chart-release.json"
 #: what the hash covers, relative to the chart: files, or directories taken whole
-COVERED = ("values.yaml", "values.schema.json", "templates")
+COVERED = ("Chart.yaml", "values.yaml", "values.schema.json", "templates", "files")
+#: what the covered files are called in messages
+COVERED_TEXT = "values.yaml, values.schema.json, templates/, files/ or Chart.yaml (apart from `version`)"
 VERSION = re.compile(r"^version:\s*[\"']?([^\"'\s#]+)", re.MULTILINE)
 
 
@@ -34,6 +38,10 @@ def chart_version() -> str:
     if found is None:
         raise SystemExit(f"no version in {CHART / 'Chart.yaml'}")
     return found.group(1)
+
+
+#: the line Chart.yaml's hash leaves out: the version is recorded beside the hash, not in it
+VERSION_LINE = re.compile(rb"^version:[^\n]*\n?", re.MULTILINE)
 
 
 def covered_files() -> list[pathlib.Path]:
@@ -45,11 +53,16 @@ def covered_files() -> list[pathlib.Path]:
 
 
 def chart_hash() -> str:
-    """sha256 over each covered file's path and content, line endings normalised (a Windows checkout)."""
+    """sha256 over each covered file's path and content, line endings normalised (a Windows checkout);
+    Chart.yaml without its `version:` line, so that a bump alone keeps the hash."""
     digest = hashlib.sha256()
     for path in covered_files():
-        digest.update(path.relative_to(CHART).as_posix().encode() + b"\0")
-        digest.update(path.read_bytes().replace(b"\r\n", b"\n") + b"\0")
+        relative = path.relative_to(CHART).as_posix()
+        content = path.read_bytes().replace(b"\r\n", b"\n")
+        if relative == "Chart.yaml":
+            content = VERSION_LINE.sub(b"", content, count=1)
+        digest.update(relative.encode() + b"\0")
+        digest.update(content + b"\0")
     return digest.hexdigest()
 
 
@@ -67,9 +80,8 @@ def problem() -> str | None:
         return None
     if old["sha256"] != digest and old["version"] == version:
         return (
-            f"the chart's values.yaml, values.schema.json or templates/ changed, but its version is still "
-            f"{version}: bump the chart version (Chart.yaml `version`) and update the fingerprint "
-            f"(python scripts/chart_fingerprint.py)"
+            f"the chart's {COVERED_TEXT} changed, but its version is still {version}: bump the chart "
+            f"version (Chart.yaml `version`) and update the fingerprint (python scripts/chart_fingerprint.py)"
         )
     return (
         f"the chart's version is {version} but the fingerprint records {old['version'] or 'nothing'}: "

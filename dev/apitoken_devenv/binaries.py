@@ -3,7 +3,8 @@
 They are built from Go modules with the Go toolchain, since these machines have no container engine
 and cannot download release binaries. A cold build takes minutes, so binaries are cached outside the
 work tree under a key derived from everything that determines them (go.mod, go.sum, the commands'
-sources, the Go version); a warm start costs nothing. `KUBEBUILDER_ASSETS` pointing at envtest
+sources, the Go version, the version stamped into kube-apiserver and kube-controller-manager); a warm start
+costs nothing. `KUBEBUILDER_ASSETS` pointing at envtest
 binaries is honoured for etcd and kube-apiserver.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -35,6 +37,14 @@ CONTROL_PLANE_PACKAGES = {
     "kube-apiserver": "k8s.io/kubernetes/cmd/kube-apiserver",
     "kube-controller-manager": "k8s.io/kubernetes/cmd/kube-controller-manager",
 }
+
+#: The Kubernetes commands whose version is stamped at link time, as Kubernetes' own build does
+#: (hack/lib/version.sh, kube::version::ldflags): unstamped, `go build` leaves component-base's default
+#: v0.0.0-master+$Format:%H$, which `/version` reports and no chart's `kubeVersion` range admits.
+STAMPED_PACKAGES = frozenset({"kube-apiserver", "kube-controller-manager"})
+#: The packages hack/lib/version.sh stamps, each with the same variables.
+VERSION_PACKAGES = ("k8s.io/client-go/pkg/version", "k8s.io/component-base/version")
+KUBERNETES_REQUIREMENT = re.compile(r"^\s*k8s\.io/kubernetes\s+(v(\d+)\.(\d+)\.\d+\S*)", re.MULTILINE)
 
 Progress = Callable[[str], None]
 
@@ -82,18 +92,48 @@ def go_version() -> str:
     ).stdout.strip()
 
 
-def cache_key(source: pathlib.Path, go: str) -> str:
+def cache_key(source: pathlib.Path, go: str, ldflags: str = "") -> str:
+    """A key of the module's files and the Go version, and of the `ldflags` its binaries are linked with.
+
+    Without `ldflags` the key is what it always was, so callers that stamp nothing keep their caches.
+    """
     digest = hashlib.sha256(go.encode())
     for path in sorted([source / "go.mod", source / "go.sum", *source.glob("cmd/**/*.go")]):
         digest.update(path.relative_to(source).as_posix().encode())
         digest.update(path.read_bytes())
+    if ldflags:
+        digest.update(b"\0ldflags\0" + ldflags.encode())
     return digest.hexdigest()[:16]
+
+
+def kubernetes_version(source: pathlib.Path) -> tuple[str, str, str]:
+    """(gitVersion, major, minor) of the k8s.io/kubernetes release that the module's go.mod requires."""
+    found = KUBERNETES_REQUIREMENT.search((source / "go.mod").read_text())
+    if found is None:
+        raise ValueError(f"{source / 'go.mod'} requires no k8s.io/kubernetes version")
+    return found.group(1), found.group(2), found.group(3)
+
+
+def version_ldflags(source: pathlib.Path) -> str:
+    """The -X flags that make the Kubernetes commands report the release go.mod pins (`/version`).
+
+    gitCommit and buildDate keep their defaults: the module cache holds no commit, and a date would make
+    two builds of the same sources differ.
+    """
+    git_version, major, minor = kubernetes_version(source)
+    stamps = {"gitVersion": git_version, "gitMajor": major, "gitMinor": minor, "gitTreeState": "clean"}
+    return " ".join(
+        f"-X {package}.{variable}={value}"
+        for package in VERSION_PACKAGES
+        for variable, value in stamps.items()
+    )
 
 
 def ensure_control_plane(progress: Progress = default_progress) -> Binaries:
     """Return the four binaries, building the missing ones one after another (they need ~3 GB each)."""
     source = module_dir()
-    target = cache_root() / cache_key(source, go_version())
+    ldflags = version_ldflags(source)
+    target = cache_root() / cache_key(source, go_version(), ldflags)
     paths = {name: target / name for name in CONTROL_PLANE_PACKAGES}
     assets = os.environ.get("KUBEBUILDER_ASSETS")
     if assets:
@@ -102,7 +142,8 @@ def ensure_control_plane(progress: Progress = default_progress) -> Binaries:
                 paths[name] = pathlib.Path(assets) / name
     for name, package in CONTROL_PLANE_PACKAGES.items():
         if not paths[name].is_file():
-            _build(package, paths[name], cwd=source, progress=progress)
+            stamp = ldflags if name in STAMPED_PACKAGES else ""
+            _build(package, paths[name], cwd=source, progress=progress, ldflags=stamp)
     return Binaries(
         pki=paths["pki"],
         etcd=paths["etcd"],
@@ -137,11 +178,14 @@ def build_go_package(
     return target
 
 
-def _build(package: str, target: pathlib.Path, *, cwd: pathlib.Path, progress: Progress) -> None:
+def _build(
+    package: str, target: pathlib.Path, *, cwd: pathlib.Path, progress: Progress, ldflags: str = ""
+) -> None:
     with tempfile.TemporaryDirectory(prefix=f"build-{target.name}-", dir=_ensure(target.parent)) as scratch:
         partial = pathlib.Path(scratch) / target.name
+        stamp = [f"-ldflags={ldflags}"] if ldflags else []
         _run_build(
-            ["go", "build", "-trimpath", "-o", str(partial), package],
+            ["go", "build", "-trimpath", *stamp, "-o", str(partial), package],
             name=target.name,
             target=partial,
             cwd=cwd,

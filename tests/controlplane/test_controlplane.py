@@ -233,3 +233,15 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def test_the_api_server_reports_a_release_version(cluster: Cluster, k8s) -> None:
+    """binaries.py stamps the version at link time, so `/version` (what helm checks a chart's kubeVersion
+    against) is the release go.mod pins, not component-base's unstamped v0.0.0-master+$Format:%H$."""
+    info = kubernetes.client.VersionApi(k8s).get_code()
+    assert not info.git_version.startswith("v0.0.0"), info
+    assert info.major.isdigit() and info.minor.rstrip("+").isdigit(), info
+    if cluster.backend == "local":  # another backend's version is its own
+        git_version, major, minor = binaries.kubernetes_version(binaries.module_dir())
+        assert (info.git_version, info.major, info.minor) == (git_version, major, minor)
+        assert info.git_tree_state == "clean"

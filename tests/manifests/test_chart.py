@@ -278,6 +278,37 @@ def test_helm_lint_is_clean(helm: Helm, name: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("kube_version", "accepted"),
+    [
+        ("1.28.15", False),
+        ("v1.28.3-gke.1286000", False),
+        ("1.29.0", True),
+        ("v1.30.2-eks-1552ad0", True),  # a provider's suffix reads as a pre-release: `-0` admits it
+        ("1.37.2", True),
+    ],
+)
+def test_the_chart_refuses_kubernetes_before_1_29(helm: Helm, kube_version: str, accepted: bool) -> None:
+    """Chart.yaml's kubeVersion: CEL validation rules (x-kubernetes-validations) are GA from 1.29.
+
+    `helm install` checks the server's version; `helm template` checks `--kube-version` (default: helm's own
+    client-go release, v1.37 for the pinned helm, which the other tests here render with)."""
+    result = helm.run("template", "r", str(CHART), "--kube-version", kube_version, check=False)
+    if accepted:
+        assert result.returncode == 0, result.stderr
+    else:
+        assert result.returncode != 0
+        assert "chart requires kubeVersion: >=1.29.0-0" in result.stderr, result.stderr
+
+
+def test_helm_renders_offline_for_a_kubernetes_the_chart_admits(helm: Helm) -> None:
+    """The offline renders above use helm's default Kubernetes version, which must satisfy kubeVersion."""
+    assert yaml.safe_load((CHART / "Chart.yaml").read_text())["kubeVersion"] == ">=1.29.0-0"
+    shown = helm.run("version", "--template", "{{ .KubeClientVersion }}").stdout.strip()
+    major, minor = (int(part) for part in shown.removeprefix("v").split(".")[:2])
+    assert (major, minor) >= (1, 29), shown
+
+
+@pytest.mark.parametrize(
     ("setting", "complaint"),
     [
         ("imagee.tag=1.0", "imagee"),  # a typo at the top level

@@ -1,5 +1,6 @@
-"""The chart's version bump rule (scripts/chart_fingerprint.py): values.yaml, values.schema.json and
-templates/ never change under a chart version already recorded."""
+"""The chart's version bump rule (scripts/chart_fingerprint.py): values.yaml, values.schema.json,
+templates/, files/ (the CRDs) and Chart.yaml apart from its version never change under a chart version
+already recorded."""
 
 from __future__ import annotations
 
@@ -45,7 +46,8 @@ def scratch_tree(tmp_path: pathlib.Path) -> pathlib.Path:
     ):
         (scratch / part).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(ROOT / part, scratch / part)
-    shutil.copytree(ROOT / CHART / "templates", scratch / CHART / "templates")
+    for directory in ("templates", "files"):
+        shutil.copytree(ROOT / CHART / directory, scratch / CHART / directory)
     return scratch
 
 
@@ -58,7 +60,14 @@ def bump(scratch: pathlib.Path, version: str) -> None:
 def test_a_change_without_a_version_bump_fails_and_cannot_be_recorded(tmp_path: pathlib.Path) -> None:
     scratch = scratch_tree(tmp_path)
     assert run(scratch, "--check").returncode == 0
-    for edit in ("values.yaml", "values.schema.json", "templates/deployment.yaml"):
+    for edit in (
+        "values.yaml",
+        "values.schema.json",
+        "templates/deployment.yaml",
+        "files/crds/apitokens.dynatrace.apitokens.io.yaml",
+        "files/kopf-peering-crds/kopfpeerings.kopf.dev.yaml",
+        "Chart.yaml",
+    ):
         copy = scratch_tree(tmp_path / edit.replace("/", "-"))
         path = copy / CHART / edit
         path.write_text(path.read_text() + "\n")
@@ -70,9 +79,40 @@ def test_a_change_without_a_version_bump_fails_and_cannot_be_recorded(tmp_path: 
         refused = run(copy)
         assert refused.returncode == 1 and "bump `version` in Chart.yaml first" in refused.stderr, edit
         assert run(copy, "--check").returncode == 1, "the refused recording must not have written anything"
-    # A new template file counts too.
+    # A new template file counts too, and a new file under files/.
     (scratch / CHART / "templates" / "new.yaml").write_text("# nothing yet\n")
     assert run(scratch, "--check").returncode == 1
+    other = scratch_tree(tmp_path / "new-crd")
+    (other / CHART / "files" / "crds" / "new.yaml").write_text("kind: CustomResourceDefinition\n")
+    assert run(other, "--check").returncode == 1
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ('kubeVersion: ">=1.29.0-0"', 'kubeVersion: ">=1.30.0-0"'),
+        ('appVersion: "0.1.0"', 'appVersion: "0.1.1"'),
+    ],
+)
+def test_chart_yaml_fields_other_than_version_need_a_bump(tmp_path: pathlib.Path, old: str, new: str) -> None:
+    """kubeVersion decides where the chart installs, appVersion the image it runs: both are the chart's."""
+    scratch = scratch_tree(tmp_path)
+    chart_yaml = scratch / CHART / "Chart.yaml"
+    assert old in chart_yaml.read_text()
+    chart_yaml.write_text(chart_yaml.read_text().replace(old, new))
+    check = run(scratch, "--check")
+    assert check.returncode == 1 and "bump the chart version" in check.stderr, check.stderr
+
+
+def test_a_version_bump_alone_keeps_the_hash(tmp_path: pathlib.Path) -> None:
+    """The version is recorded beside the hash, not in it: after a bump only the recorded version is stale."""
+    scratch = scratch_tree(tmp_path)
+    before = json.loads((scratch / FINGERPRINT).read_text())
+    bump(scratch, "99.0.0")
+    stale = run(scratch, "--check")
+    assert stale.returncode == 1 and "update the fingerprint" in stale.stderr, stale.stderr
+    assert run(scratch).returncode == 0
+    assert json.loads((scratch / FINGERPRINT).read_text()) == {**before, "version": "99.0.0"}
 
 
 def test_after_a_bump_the_fingerprint_must_be_recorded_and_then_holds(tmp_path: pathlib.Path) -> None:

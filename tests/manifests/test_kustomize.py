@@ -219,19 +219,37 @@ def test_the_optional_user_roles_match_the_charts_aggregated_roles(helm: Helm) -
 
 COMPONENTS = DEPLOY / "components"
 RBAC_KINDS = ("Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding")
+#: the components of each combination, in the order an overlay lists them
+COMBINATIONS = {
+    "namespaced-rbac": ("namespaced-rbac",),
+    "peering": ("peering",),
+    "namespaced-peering": ("namespaced-rbac", "namespaced-peering"),
+}
+#: the chart's values for each combination (watchNamespaces added where namespaces are watched)
+CHART_VALUES: dict[str, dict[str, Any]] = {
+    "namespaced-rbac": {"rbac": {"scope": "namespaces"}},
+    "peering": {"peering": {"enabled": True}, "replicaCount": 2, "strategy": {"type": "RollingUpdate"}},
+    "namespaced-peering": {
+        "rbac": {"scope": "namespaces"},
+        "peering": {"enabled": True},
+        "replicaCount": 2,
+        "strategy": {"type": "RollingUpdate"},
+    },
+}
 
 
 def overlay(
     tmp_path: pathlib.Path,
-    component: str,
+    combination: str,
     *,
     watched: Sequence[str] = (),
     operator_namespace: str | None = None,
 ) -> list[dict[str, Any]]:
     """Build an overlay as docs/kustomize.md describes it: deploy/ (moved to `operator_namespace` by an
-    intermediate overlay if given), the component, and for namespaced RBAC one directory per watched
-    namespace plus the --namespace arguments."""
-    root = tmp_path / f"overlay-{component}"
+    intermediate overlay if given), the combination's components, and for namespaced RBAC one directory per
+    watched namespace (with each component's watched-namespace/) plus the --namespace arguments."""
+    components = COMBINATIONS[combination]
+    root = tmp_path / f"overlay-{combination}"
     root.mkdir()
 
     def rel(path: pathlib.Path, start: pathlib.Path) -> str:
@@ -250,11 +268,18 @@ def overlay(
         directory.mkdir()
         kustomization = {
             "namespace": name,
-            "resources": [rel(COMPONENTS / "namespaced-rbac" / "watched-namespace", directory)],
+            "resources": [
+                rel(COMPONENTS / component / "watched-namespace", directory)
+                for component in components
+                if (COMPONENTS / component / "watched-namespace").is_dir()
+            ],
         }
         (directory / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
         resources.append(directory.name)
-    top: dict[str, Any] = {"resources": resources, "components": [rel(COMPONENTS / component, root)]}
+    top: dict[str, Any] = {
+        "resources": resources,
+        "components": [rel(COMPONENTS / component, root) for component in components],
+    }
     if watched:
         ops = [
             {
@@ -316,21 +341,37 @@ def test_the_namespaced_rbac_component_matches_the_charts_namespaced_mode(
     assert not [o for o in ours if o["kind"] == "ClusterRole" and o["metadata"]["name"] == NAMESPACE]
 
 
-def test_the_peering_component_matches_the_charts_peering_mode(helm: Helm, tmp_path: pathlib.Path) -> None:
-    ours = overlay(tmp_path, "peering")
-    chart = chart_like_deploy(
-        helm, {"peering": {"enabled": True}, "replicaCount": 2, "strategy": {"type": "RollingUpdate"}}
+def peering_objects(objects: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    return sorted(
+        (o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"])
+        for o in objects
+        if o["kind"] in ("KopfPeering", "ClusterKopfPeering")
     )
+
+
+@pytest.mark.parametrize(
+    ("combination", "watched"), [("peering", ()), ("namespaced-peering", ("team-a", "team-b"))]
+)
+def test_the_peering_components_match_the_charts_peering_modes(
+    helm: Helm, tmp_path: pathlib.Path, combination: str, watched: tuple[str, ...]
+) -> None:
+    """Cluster-wide: the ClusterKopfPeering and the rule in the ClusterRole. With namespaced RBAC: a
+    KopfPeering named as --peering in each watched namespace (where the operator's Standby reads it) and
+    the rule in each namespace's Role, nothing cluster-wide."""
+    ours = overlay(tmp_path, combination, watched=watched)
+    values = {**CHART_VALUES[combination], **({"watchNamespaces": list(watched)} if watched else {})}
+    chart = chart_like_deploy(helm, values)
     assert_same_rbac(ours, chart)
     assert scope_args(ours) == scope_args(chart)
     mine, theirs = find(ours, "Deployment")["spec"], find(chart, "Deployment")["spec"]
     assert (mine["replicas"], mine["strategy"]) == (theirs["replicas"], theirs["strategy"])
     env = mine["template"]["spec"]["containers"][0]["env"]
     assert env == theirs["template"]["spec"]["containers"][0]["env"]
-    assert (
-        find(ours, "ClusterKopfPeering")["metadata"]["name"]
-        == find(chart, "ClusterKopfPeering")["metadata"]["name"]
-    )
+    assert peering_objects(ours) == peering_objects(chart)
+    peering_arg = next(a for a in scope_args(ours) if a.startswith("--peering="))
+    assert {name for _, _, name in peering_objects(ours)} == {peering_arg.removeprefix("--peering=")}
+    if watched:
+        assert {namespace for _, namespace, _ in peering_objects(ours)} == set(watched)
     for name in ("clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"):
         crd = find(ours, "CustomResourceDefinition", name)
         assert crd["spec"] == find(chart, "CustomResourceDefinition", name)["spec"], name
@@ -346,7 +387,8 @@ def test_the_peering_component_matches_the_charts_peering_mode(helm: Helm, tmp_p
 def test_the_peering_components_crds_are_the_charts() -> None:
     chart = ROOT / "charts" / "dynatrace-apitoken-operator" / "files" / "kopf-peering-crds"
     ours = COMPONENTS / "peering" / "crds"
-    assert sorted(p.name for p in ours.glob("*.yaml")) == sorted(p.name for p in chart.glob("*.yaml"))
+    copies = sorted(p.name for p in ours.glob("*.yaml") if p.name != "kustomization.yaml")
+    assert copies == sorted(p.name for p in chart.glob("*.yaml"))
     for path in chart.glob("*.yaml"):
         assert (ours / path.name).read_bytes() == path.read_bytes(), f"copy {path} to {ours}"
 
@@ -360,17 +402,35 @@ def test_the_components_follow_the_operator_into_another_namespace(tmp_path: pat
     assert ("Role", "ops", f"{NAMESPACE}-default-connection") in rbac_objects(objects)
     peering = overlay(tmp_path, "peering", operator_namespace="ops")
     assert find(peering, "PodDisruptionBudget")["metadata"]["namespace"] == "ops"
+    both = overlay(tmp_path, "namespaced-peering", watched=["team-a"], operator_namespace="ops")
+    assert find(both, "PodDisruptionBudget")["metadata"]["namespace"] == "ops"
+    for key, each in rbac_objects(both).items():
+        for subject in each.get("subjects", []):
+            assert subject["namespace"] == "ops", key
+    assert peering_objects(both) == [("KopfPeering", "team-a", NAMESPACE)]
+
+
+def test_namespaced_peering_without_namespaced_rbac_before_it_fails_to_build(tmp_path: pathlib.Path) -> None:
+    """Its argument patch replaces --standalone where namespaced-rbac leaves it: another order must fail
+    the build rather than replace the wrong argument."""
+    root = tmp_path / "wrong-order"
+    root.mkdir()
+    components = [os.path.relpath(COMPONENTS / c, root) for c in ("namespaced-peering", "namespaced-rbac")]
+    top = {"resources": [os.path.relpath(DEPLOY, root)], "components": components}
+    (root / "kustomization.yaml").write_text(yaml.safe_dump(top))
+    result = kubectl("kustomize", str(root))
+    assert result.returncode != 0 and "test failed" in result.stderr, result.stderr
 
 
 @pytest.mark.controlplane
-@pytest.mark.parametrize("component", ["namespaced-rbac", "peering"])
+@pytest.mark.parametrize("combination", list(COMBINATIONS))
 def test_the_components_are_accepted_by_the_api_server(
-    tmp_path: pathlib.Path, cluster: Cluster, namespace: str, component: str
+    tmp_path: pathlib.Path, cluster: Cluster, namespace: str, combination: str
 ) -> None:
     """Server-side dry run, the operator moved into the test's namespace (which exists, unlike deploy/'s);
-    the peering object is left out (its CRD is only being dry-run created)."""
-    watched = [namespace, "default"] if component == "namespaced-rbac" else []
-    objects = overlay(tmp_path, component, watched=watched, operator_namespace=namespace)
+    the peering objects are left out (their CRDs are only being dry-run created)."""
+    watched = [namespace, "default"] if combination.startswith("namespaced") else []
+    objects = overlay(tmp_path, combination, watched=watched, operator_namespace=namespace)
     sent = [o for o in objects if o["kind"] not in ("ClusterKopfPeering", "KopfPeering")]
     result = kubectl(
         "apply", "--dry-run=server", "-f", "-", kubeconfig=cluster.kubeconfig, stdin=yaml.safe_dump_all(sent)
@@ -383,25 +443,33 @@ def test_the_components_are_accepted_by_the_api_server(
 def test_the_overlays_in_docs_kustomize_md_build_to_the_charts_modes(
     helm: Helm, tmp_path: pathlib.Path
 ) -> None:
-    """docs/kustomize.md's overlays, their repository URLs pointed at this checkout, built as written."""
+    """docs/kustomize.md's overlays, their repository URLs pointed at this checkout, built as written: each
+    my-overlay/kustomization.yaml with the my-overlay/team-a/kustomization.yaml that follows it (team-b
+    alike)."""
     text = (ROOT / "docs" / "kustomize.md").read_text()
     blocks = re.findall(r"^```yaml\n# (\S+)[^\n]*\n(.*?)^```", text, flags=re.M | re.S)
-    files = dict(blocks)
-    assert set(files) == {"my-overlay/kustomization.yaml", "my-overlay/team-a/kustomization.yaml"}, files
-    tops = re.findall(r"^```yaml\n# my-overlay/kustomization.yaml\n(.*?)^```", text, flags=re.M | re.S)
+    assert {name for name, _ in blocks} == {
+        "my-overlay/kustomization.yaml",
+        "my-overlay/team-a/kustomization.yaml",
+    }, blocks
+    overlays: list[dict[str, str]] = []
+    for name, body in blocks:
+        if name == "my-overlay/kustomization.yaml":
+            overlays.append({"top": body})
+        else:
+            assert overlays and "team" not in overlays[-1], "a team-a file belongs to the overlay before it"
+            overlays[-1]["team"] = body
     url = re.compile(r"https://git\.example\.com/platform/dynatrace-apitoken-operator\.git//(\S+)\?ref=\S+")
-    chart_values: list[dict[str, Any]] = [
-        {"rbac": {"scope": "namespaces"}, "watchNamespaces": ["team-a", "team-b"]},
-        {"peering": {"enabled": True}, "replicaCount": 2, "strategy": {"type": "RollingUpdate"}},
-    ]
-    assert len(tops) == len(chart_values)  # the namespaced-RBAC overlay, then the peering one
-    for index, (top, values) in enumerate(zip(tops, chart_values, strict=True)):
+    combinations = ["namespaced-rbac", "peering", "namespaced-peering"]
+    assert len(overlays) == len(combinations)  # in this order in the document
+    for index, (files, combination) in enumerate(zip(overlays, combinations, strict=True)):
         root = tmp_path / f"doc-{index}" / "my-overlay"
-        directories = {root: top}
-        if "team-a" in top:
-            team = files["my-overlay/team-a/kustomization.yaml"]
-            directories[root / "team-a"] = team
-            directories[root / "team-b"] = team.replace("namespace: team-a", "namespace: team-b")
+        directories = {root: files["top"]}
+        values = dict(CHART_VALUES[combination])
+        if "team" in files:
+            directories[root / "team-a"] = files["team"]
+            directories[root / "team-b"] = files["team"].replace("namespace: team-a", "namespace: team-b")
+            values["watchNamespaces"] = ["team-a", "team-b"]
         for directory, body in directories.items():
             directory.mkdir(parents=True)
             local = body
@@ -413,4 +481,5 @@ def test_the_overlays_in_docs_kustomize_md_build_to_the_charts_modes(
         ours = [d for d in yaml.safe_load_all(result.stdout) if d]
         chart = chart_like_deploy(helm, values)
         assert_same_rbac(ours, chart)
-        assert scope_args(ours) == scope_args(chart)
+        assert scope_args(ours) == scope_args(chart), combination
+        assert peering_objects(ours) == peering_objects(chart), combination
