@@ -336,6 +336,25 @@ class Operator:
             )
         )
 
+    def kube_writes(self) -> int | None:
+        """Kubernetes writes the operator made so far, from its own metrics (None: an operator version
+        without the metric, e.g. an older ref under --compare)."""
+        try:
+            text = httpx.get(self.metrics_url, timeout=5).text
+        except httpx.HTTPError:
+            return None
+        prefix = f"{METRICS_NAMESPACE}_kubernetes_requests_total{{"
+        found = [line for line in text.splitlines() if line.startswith(prefix)]
+        if not found and f"# TYPE {METRICS_NAMESPACE}_kubernetes_requests_total" not in text:
+            return None
+        return int(
+            sum(
+                float(line.rpartition(" ")[2])
+                for line in found
+                if any(f'verb="{verb}"' in line for verb in WRITE_VERBS)
+            )
+        )
+
     def check_alive(self) -> None:
         if self.process.poll() is not None:
             tail = "\n".join(self.log.read_text(errors="replace").splitlines()[-20:])

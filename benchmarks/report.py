@@ -197,7 +197,7 @@ TARGETS = (
         0,
         "rss_mb",
         "restart",
-        "kubernetes_writes",
+        "kube_writes",
         full_size=FULL.rss_tokens,
     ),
     _at_most(

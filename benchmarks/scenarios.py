@@ -246,13 +246,47 @@ def _summary_ms(values: list[float]) -> dict[str, float]:
     }
 
 
-def _per_token(spent: dict[str, float], writes: int, tokens: int) -> dict[str, float | None]:
-    """The issue's per-token figures: the operator's CPU (from /proc) and its Kubernetes writes."""
+def _per_token(
+    spent: dict[str, float],
+    tokens: int,
+    *,
+    operator_writes: int | None,
+    requests: RequestDelta,
+    ours: int = 0,
+) -> dict[str, Any]:
+    """The issue's per-token figures: the operator's CPU (from /proc) and its Kubernetes writes.
+
+    The writes are the operator's own count (its requests metric). An operator without that metric (an
+    older ref under --compare) is measured by the API server's count instead, less the benchmark's own
+    `ours` writes and kube-controller-manager's (its leader-election Lease; the garbage collector's
+    Secret deletes): the same figure as long as the operator writes no Lease and deletes no owned Secret.
+    """
     cpu = spent.get("operator")
+    apiserver = requests.total() - ours
+    if operator_writes is None:
+        writes = apiserver - requests.total("leases") - requests.total("secrets", frozenset({"DELETE"}))
+        source = "apiserver, less kube-controller-manager's Lease and Secret DELETE writes"
+    else:
+        writes, source = operator_writes, "operator metrics"
     return {
         "operator_cpu_ms_per_token": round(cpu * 1000 / tokens, 2) if cpu is not None and tokens else None,
+        "kube_writes": writes,
         "kube_writes_per_token": round(writes / tokens, 2) if tokens else None,
+        "kube_writes_source": source,
+        "apiserver_writes_per_token": round(apiserver / tokens, 2) if tokens else None,
     }
+
+
+class _Writes:
+    """The operator's Kubernetes writes since it was made (None when the operator does not count them)."""
+
+    def __init__(self, operator: Operator) -> None:
+        self._operator = operator
+        self._start = operator.kube_writes()
+
+    def spent(self) -> int | None:
+        now = self._operator.kube_writes()
+        return None if now is None or self._start is None else now - self._start
 
 
 def _failed_calls(emulator: Emulator) -> int:
@@ -276,7 +310,7 @@ def apply_to_ready(ctx: Context) -> dict[str, Any]:
         ctx.warm_up(namespace, watch, operator, keep=True)
         ctx.emulator.reset_counters()
         cpu = ctx.cpu(operator)
-        before = apiserver_requests(ctx.plane)
+        before, own = apiserver_requests(ctx.plane), _Writes(operator)
         latencies: list[float] = []
         for index in range(count):
             name = f"latency-{index:04d}"
@@ -292,6 +326,7 @@ def apply_to_ready(ctx: Context) -> dict[str, Any]:
         spent = cpu.spent()
         time.sleep(1.0)  # kopf's last patch of the last object
         requests = RequestDelta.between(before, apiserver_requests(ctx.plane))
+        written = own.spent()
         ctx.stop_operator(operator)
     progress(f"apply_to_ready: {count} ApiTokens, p50 {_ms(percentile(latencies, 0.5))} ms")
     return {
@@ -300,7 +335,7 @@ def apply_to_ready(ctx: Context) -> dict[str, Any]:
             **_summary_ms(latencies),
             "dynatrace_calls": sum(calls.values()),
             "dynatrace_calls_by_operation": calls,
-            **_per_token(spent, requests.total() - count, count),
+            **_per_token(spent, count, operator_writes=written, requests=requests, ours=count),
             "kubernetes_reads_per_token": round(requests.reads() / count, 2),
             "kubernetes_writes_by_resource": requests.by_resource(),
             "kubernetes_reads_by_resource": requests.by_resource(READ_VERBS),
@@ -328,7 +363,7 @@ def burst_restart_delete(ctx: Context) -> dict[str, Any]:
         # costs an owner lookup and a first listing that are no part of the burst
         ctx.warm_up(namespace, watch, operator, keep=True)
         ctx.emulator.reset_counters()
-        before = apiserver_requests(ctx.plane)
+        before, own = apiserver_requests(ctx.plane), _Writes(operator)
         cpu = ctx.cpu(operator)
         progress(f"burst: creating {count} ApiTokens from {CREATE_THREADS} threads")
         started, created_at = ctx.create_many(namespace, names, enabled=enabled)
@@ -360,7 +395,7 @@ def burst_restart_delete(ctx: Context) -> dict[str, Any]:
             "dynatrace_calls_by_operation": calls,
             "dynatrace_calls_failed": failed,
             "kubernetes_writes": writes.total() - ours,
-            **_per_token(spent, writes.total() - ours, count),
+            **_per_token(spent, count, operator_writes=own.spent(), requests=writes, ours=ours),
             "kubernetes_write_conflicts": writes.conflicts(),
             "kubernetes_writes_by_resource": writes.by_resource(),
             "kubernetes_reads": writes.reads(),
@@ -403,6 +438,7 @@ def _restart(
     events_before = watch.events.copy()
     operator = ctx.start_operator(namespace, scenario)
     cpu = ctx.cpu(operator, from_start=True)
+    written: int | None = None
     started = time.monotonic()
     resumed_at: float | None = None
     while True:
@@ -419,6 +455,7 @@ def _restart(
     time.sleep(1.0)  # a write made at the end of the window reaches the counters
     calls = ctx.emulator.counters()
     writes = RequestDelta.between(before, apiserver_requests(ctx.plane))
+    written = operator.kube_writes()  # a new process: counted from its start
     modified = watch.events["MODIFIED"] - events_before["MODIFIED"]
     progress(
         f"restart: {observed:.0f} s after start: Dynatrace calls {calls}, Kubernetes writes {writes.total()}"
@@ -437,7 +474,7 @@ def _restart(
         "kubernetes_reads": writes.reads(),
         "kubernetes_reads_by_resource": writes.by_resource(READ_VERBS),
         "apitoken_modified_events": modified,
-        **_per_token(spent, writes.total(), len(watch.present)),
+        **_per_token(spent, len(watch.present), operator_writes=written, requests=writes),
         "rss_mb": memory.rss_mb if memory else None,
         "peak_rss_mb": memory.peak_mb if memory else None,
         "cpu_seconds": spent,
@@ -452,7 +489,7 @@ def _delete(
     ctx.emulator.reset_counters()
     before = apiserver_requests(ctx.plane)
     progress(f"burst: deleting {len(names)} ApiTokens")
-    cpu = ctx.cpu(operator)
+    cpu, own = ctx.cpu(operator), _Writes(operator)
     started = time.monotonic()
     with ThreadPoolExecutor(CREATE_THREADS) as pool:
         list(pool.map(lambda name: ctx.delete(namespace, name), names))
@@ -487,7 +524,9 @@ def _delete(
         "delete_kubernetes_reads": writes.reads(),
         **{
             f"delete_{key}": value
-            for key, value in _per_token(spent, writes.total() - ours, len(names)).items()
+            for key, value in _per_token(
+                spent, len(names), operator_writes=own.spent(), requests=writes, ours=ours
+            ).items()
         },
         "delete_cpu_seconds": spent,
     }
@@ -563,7 +602,7 @@ def _drift_operator(ctx: Context) -> dict[str, Any]:
         pages = math.ceil(listed / OBSERVER_PAGE_SIZE)
         ctx.emulator.reset_counters()
         memory_before = operator.memory()
-        before = apiserver_requests(ctx.plane)
+        before, own = apiserver_requests(ctx.plane), _Writes(operator)
         cpu = ctx.cpu(operator)
         deadline = time.monotonic() + window
         while time.monotonic() < deadline:
@@ -572,10 +611,12 @@ def _drift_operator(ctx: Context) -> dict[str, Any]:
         spent = cpu.spent()
         calls = ctx.emulator.counters()
         memory = operator.memory()
-        writes = RequestDelta.between(before, apiserver_requests(ctx.plane)).total()
+        writes = RequestDelta.between(before, apiserver_requests(ctx.plane))
+        written = own.spent()
         ctx.stop_operator(operator)
     checks = calls.get("list", 0) / max(pages, 1)
-    per_token = _per_token(spent, writes, len(names) + 1)  # its objects, the warm-up's included
+    # its objects, the warm-up's included
+    per_token = _per_token(spent, len(names) + 1, operator_writes=written, requests=writes)
     # the drift check's cost is per token listed, each time it lists them
     per_token["operator_cpu_ms_per_token"] = (
         round(spent["operator"] * 1000 / (listed * checks), 4) if checks and "operator" in spent else None
@@ -741,7 +782,7 @@ def steady(ctx: Context) -> dict[str, Any]:
                 f"steady: {count} Ready {all_ready - started:.1f} s after the first create, dated "
                 f"{dated - all_ready:.1f} s later; measuring {window:g} s at {speed:g}x"
             )
-            measured = _steady_window(ctx, watch, operator, seconds=window, speed=speed)
+            measured = _steady_window(ctx, watch, operator, seconds=window, speed=speed, tokens=count)
             ctx.stop_operator(operator)
     finally:
         emulator.set_faults(faults_before, replace=True)
@@ -777,8 +818,6 @@ def steady(ctx: Context) -> dict[str, Any]:
         "undated_at_start_names": undated[:10],
         "undated_at_start_example": undated_example,
         **measured,
-        # per Ready token over the whole window (not per hour)
-        **_per_token(measured["cpu_seconds"], measured["kubernetes_writes"], count),
     }
     progress(
         f"steady: {writes} ApiToken writes in {measured['emulated_minutes']:g} emulated min "
@@ -788,7 +827,7 @@ def steady(ctx: Context) -> dict[str, Any]:
 
 
 def _steady_window(
-    ctx: Context, watch: ApiTokenWatch, operator: Operator, *, seconds: float, speed: float
+    ctx: Context, watch: ApiTokenWatch, operator: Operator, *, seconds: float, speed: float, tokens: int
 ) -> dict[str, Any]:
     """`seconds` of real time with the emulator clock `speed` times faster: what happened meanwhile."""
     emulator = ctx.emulator
@@ -796,7 +835,7 @@ def _steady_window(
     before = apiserver_requests(ctx.plane)
     modified_before, changed_before = watch.modified.copy(), watch.changed.copy()
     reconciles_before = operator.reconciles()
-    cpu = ctx.cpu(operator)
+    cpu, own = ctx.cpu(operator), _Writes(operator)
     clock_start, _ = emulator.clock()
     real_start = time.monotonic()
     with _ClockDriver(emulator, speed) as clock:
@@ -837,6 +876,8 @@ def _steady_window(
         "dynatrace_calls_failed": _failed_calls(emulator),
         "operator_cpu_seconds": spent.get("operator"),
         "cpu_seconds": spent,
+        # per Ready token over the whole window (not per hour)
+        **_per_token(spent, tokens, operator_writes=own.spent(), requests=requests),
     }
 
 
@@ -890,7 +931,7 @@ def rss(ctx: Context) -> dict[str, Any]:
         time.sleep(1.0)
         idle = operator.memory()
         cpu = ctx.cpu(operator)
-        before = apiserver_requests(ctx.plane)
+        before, own = apiserver_requests(ctx.plane), _Writes(operator)
         with _Sampler(operator, watch.ready_count) as sampler:
             progress(f"rss: creating {count} ApiTokens")
             started, _ = ctx.create_many(namespace, names, enabled=lambda index: True)
@@ -911,7 +952,8 @@ def rss(ctx: Context) -> dict[str, Any]:
             spent = cpu.spent()
             time.sleep(5.0)  # settle: trailing writes, garbage collection
         memory = operator.memory()
-        writes = RequestDelta.between(before, apiserver_requests(ctx.plane)).total() - count
+        writes = RequestDelta.between(before, apiserver_requests(ctx.plane))
+        written = own.spent()
         if memory is None or idle is None:
             raise BenchmarkError("cannot read the operator's memory from /proc")
         progress(
@@ -933,7 +975,7 @@ def rss(ctx: Context) -> dict[str, Any]:
             "create_calls_seconds": round(created - started, 1),
             "all_ready_seconds": round(last_ready - started, 1),
             "samples": sampler.condensed(),
-            **_per_token(spent, writes, count),
+            **_per_token(spent, count, operator_writes=written, requests=writes, ours=count),
             "cpu_seconds": spent,
             "restart": restart,
         }

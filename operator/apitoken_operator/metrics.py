@@ -38,6 +38,14 @@ class Metrics:
             registry=self.registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
         )
+        self.kubernetes_requests = Counter(
+            "kubernetes_requests",
+            "Kubernetes API requests the reconciler made (kopf's watches and peering not included), by "
+            "verb, resource and HTTP status.",
+            ["verb", "resource", "code"],
+            namespace=NAMESPACE,
+            registry=self.registry,
+        )
         self.reconciles = Counter(
             "reconciles",
             "Reconcile outcomes, by health (Ready, Reconciling, Stalled) and reason.",
@@ -63,6 +71,9 @@ class Metrics:
     def on_call(self, event: CallEvent) -> None:
         self.api_calls.labels(event.operation, event.outcome).inc()
         self.api_latency.labels(event.operation).observe(event.seconds)
+
+    def on_kubernetes_request(self, verb: str, resource: str, code: int) -> None:
+        self.kubernetes_requests.labels(verb, resource, str(code)).inc()
 
     def reconciled(self, *, namespace: str, name: str, health: str, reason: str) -> None:
         self.reconciles.labels(health, reason).inc()

@@ -74,6 +74,14 @@ def test_metrics_after_create_rotate_and_a_failure(operator_env: OperatorEnv):
         value(samples, "apitoken_operator_reconciles_total", health="Stalled", reason="RejectedByDynatrace")
         >= 1
     )
+    # the reconciler's own Kubernetes requests: one Secret made (for "m"; "bad" never got one), the
+    # intents and outcomes as status patches; labelled by resource, never by object
+    requests = "apitoken_operator_kubernetes_requests_total"
+    assert value(samples, requests, verb="POST", resource="secrets", code="201") == 1
+    assert value(samples, requests, verb="PATCH", resource="apitokens/status", code="200") >= 4
+    assert value(samples, requests, verb="POST", resource="events", code="201") >= 2
+    resources = {dict(ls)["resource"] for (n, ls), _ in samples.items() if n == requests}
+    assert resources <= {"apitokens", "apitokens/status", "secrets", "events", "kopfpeerings"}, resources
     assert value(samples, "apitoken_operator_token_ready", name="m") == 1
     assert value(samples, "apitoken_operator_token_ready", name="bad") == 0
     assert value(samples, "apitoken_operator_tokens_managed") == 1

@@ -97,7 +97,7 @@ class Runtime:
         """Every service made and wired; the background work begins with the first handler call."""
         settings = options.settings
         api_client = await api.connect(options.kubeconfig)
-        kube = api.Kube(api_client)
+        kube = api.Kube(api_client, on_request=metrics.on_kubernetes_request)
         events = EventPoster(kube)
         connections = Connections(kube, settings, metrics=metrics)
         pace = settings.reconcile

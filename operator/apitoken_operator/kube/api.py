@@ -8,7 +8,7 @@ with the API server's message, masked and trimmed.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from kubernetes_asyncio import client as k8s
@@ -70,28 +70,33 @@ def _ignore_proxy_environment(client: k8s.ApiClient) -> None:
     session._trust_env = False  # aiohttp has no public setter; `trust_env` reads it (tested)
 
 
+#: told of every request answered: (verb, resource such as "apitokens/status", HTTP status)
+RequestObserver = Callable[[str, str, int], object]
+
+
 class Kube:
-    def __init__(self, api_client: k8s.ApiClient) -> None:
+    def __init__(self, api_client: k8s.ApiClient, *, on_request: RequestObserver | None = None) -> None:
         self.api_client = api_client
         self.core = k8s.CoreV1Api(api_client)
         self.custom = k8s.CustomObjectsApi(api_client)
+        self._on_request = on_request
 
     async def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return await _optional(self.core.read_namespaced_secret(name, namespace, _preload_content=False))
+        return await self._optional(self.core.read_namespaced_secret(name, namespace, _preload_content=False))
 
     async def create_secret(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
-        return await _call(
+        return await self._call(
             self.core.create_namespaced_secret(namespace, cast(Any, body), _preload_content=False)
         )
 
     async def replace_secret(self, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
         """Replace with the body's resourceVersion: a concurrent change makes it fail (409), not lost."""
-        return await _call(
+        return await self._call(
             self.core.replace_namespaced_secret(name, namespace, cast(Any, body), _preload_content=False)
         )
 
     async def patch_secret(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        return await _call(
+        return await self._call(
             self.core.patch_namespaced_secret(  # type: ignore[call-arg]
                 name, namespace, patch, _content_type=MERGE_PATCH, _preload_content=False
             )
@@ -99,17 +104,19 @@ class Kube:
 
     async def delete_secret(self, namespace: str, name: str, *, uid: str | None = None) -> None:
         options: dict[str, Any] = {"preconditions": {"uid": uid}} if uid else {}
-        await _optional(
+        await self._optional(
             self.core.delete_namespaced_secret(
                 name, namespace, body=cast(Any, options), _preload_content=False
             )
         )
 
     async def create_event(self, namespace: str, body: dict[str, Any]) -> None:
-        await _call(self.core.create_namespaced_event(namespace, cast(Any, body), _preload_content=False))
+        await self._call(
+            self.core.create_namespaced_event(namespace, cast(Any, body), _preload_content=False)
+        )
 
     async def get_apitoken(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return await _optional(
+        return await self._optional(
             self.custom.get_namespaced_custom_object(
                 GROUP, VERSION, namespace, PLURAL, name, _preload_content=False
             )
@@ -127,7 +134,7 @@ class Kube:
             request = self.custom.list_namespaced_custom_object(
                 "kopf.dev", "v1", namespace, "kopfpeerings", field_selector=selector, _preload_content=False
             )
-        items = (await _call(request)).get("items") or []
+        items = (await self._call(request)).get("items") or []
         if not items:
             return None
         status: dict[str, Any] = items[0].get("status") or {}
@@ -140,7 +147,7 @@ class Kube:
         body: dict[str, Any] = {"status": status}
         if resource_version:
             body["metadata"] = {"resourceVersion": resource_version}
-        return await _call(
+        return await self._call(
             self.custom.patch_namespaced_custom_object_status(  # type: ignore[call-arg]
                 GROUP,
                 VERSION,
@@ -207,7 +214,7 @@ class Kube:
             finalizers = list(body.get("metadata", {}).get("finalizers") or ())
 
     async def _patch_apitoken(self, namespace: str, name: str, patch: list[dict[str, Any]]) -> dict[str, Any]:
-        return await _call(
+        return await self._call(
             self.custom.patch_namespaced_custom_object(  # type: ignore[call-arg]
                 GROUP,
                 VERSION,
@@ -220,26 +227,38 @@ class Kube:
             )
         )
 
+    async def _call(self, request: Awaitable[Any]) -> dict[str, Any]:
+        response = await request
+        try:
+            raw = await response.read()
+        finally:
+            response.release()
+        if self._on_request is not None:
+            self._on_request(response.method, resource_of(response.url.path), response.status)
+        if not 200 <= response.status <= 299:
+            raise KubeError(response.status, _message(raw))
+        result: dict[str, Any] = json.loads(raw) if raw else {}
+        return result
 
-async def _call(request: Awaitable[Any]) -> dict[str, Any]:
-    response = await request
-    try:
-        raw = await response.read()
-    finally:
-        response.release()
-    if not 200 <= response.status <= 299:
-        raise KubeError(response.status, _message(raw))
-    result: dict[str, Any] = json.loads(raw) if raw else {}
-    return result
+    async def _optional(self, request: Awaitable[Any]) -> dict[str, Any] | None:
+        try:
+            return await self._call(request)
+        except KubeError as error:
+            if error.not_found:
+                return None
+            raise
 
 
-async def _optional(request: Awaitable[Any]) -> dict[str, Any] | None:
-    try:
-        return await _call(request)
-    except KubeError as error:
-        if error.not_found:
-            return None
-        raise
+def resource_of(path: str) -> str:
+    """`/apis/g/v1/namespaces/ns/apitokens/name/status` -> `apitokens/status`: a request's resource, for a
+    metric label (never a namespace or a name)."""
+    parts = [part for part in path.split("/") if part]
+    rest = parts[2:] if parts[:1] == ["api"] else parts[3:]
+    if len(rest) >= 3 and rest[0] == "namespaces":
+        rest = rest[2:]
+    if not rest:
+        return "unknown"
+    return f"{rest[0]}/{rest[2]}" if len(rest) >= 3 else rest[0]
 
 
 def _message(raw: bytes) -> str:
