@@ -746,7 +746,8 @@ def checkout(ref: str, into: pathlib.Path) -> Variant:
         ["git", "archive", "--format=tar", sha, "operator"], cwd=SOURCE_ROOT, check=True, capture_output=True
     )
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
-    variant = Variant(label=f"{ref} ({sha[:7]})", sha=sha, python_path=into / "operator", suffix="-ref")
+    label = sha[:7] if sha.startswith(ref) else f"{ref} ({sha[:7]})"
+    variant = Variant(label=label, sha=sha, python_path=into / "operator", suffix="-ref")
     found = subprocess.run(
         [sys.executable, "-c", "import apitoken_operator; print(apitoken_operator.__file__)"],
         env={**os.environ, **variant.env()},
