@@ -1,4 +1,5 @@
-"""The Kubernetes client: no proxy environment or ~/.netrc read (in a thread) per request; the label of its requests metric."""
+"""The Kubernetes client: no proxy environment or ~/.netrc read (in a thread) per request; the label
+of its requests metric."""
 
 from __future__ import annotations
 
