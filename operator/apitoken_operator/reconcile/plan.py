@@ -421,6 +421,11 @@ def dynatrace_reachable(state: Input) -> a.Action | None:
     if problem is None:
         return None
     recorded = state.recorded
+    # another replica may still be making the token (with a connection of its own): wait for it, as
+    # settle_pending_create would, rather than call its create interrupted
+    until = running_elsewhere_until(recorded.pending, window=state.foreign_create_window, now=state.now)
+    if until is not None and recorded.pending is not None:
+        return a.AwaitPendingCreate(attempt=recorded.pending.attempt, until=until)
     holds_nothing = recorded.token_id is None and recorded.pending is None
     if holds_nothing or (state.desired.deletion_policy == "Orphan" and recorded.pending is None):
         return a.ReleaseFinalizer(
