@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import math
 import os
 import pathlib
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +32,7 @@ import aiohttp
 import httpx
 import kubernetes
 import urllib3
+import yaml
 from kubernetes.client import ApiException
 
 from apitoken_devenv.controlplane import ControlPlane, die_with_parent, free_port, stop_process_group
@@ -758,3 +761,38 @@ def checkout(ref: str, into: pathlib.Path) -> Variant:
     if not pathlib.Path(found).is_relative_to(into):
         raise BenchmarkError(f"--compare: the operator would import {found}, not {ref}'s copy in {into}")
     return variant
+
+
+# --- the finalizer put on at admission (the chart's admissionFinalizer) ----------------------------------
+
+FINALIZER_POLICY = SOURCE_ROOT / "deploy" / "components" / "admission-finalizer" / "finalizer-policy.yaml"
+_FINALIZER = "dynatrace.apitokens.io/finalizer"
+_ADMISSION = "/apis/admissionregistration.k8s.io/v1"
+
+
+def install_finalizer_policy(plane: ControlPlane, *, timeout: float = 30.0) -> None:
+    """The shipped MutatingAdmissionPolicy and binding (every namespace), as the chart installs them on
+    Kubernetes 1.36+, and wait until a new ApiToken gets the finalizer (probed in `default`)."""
+    policy, binding = (d for d in yaml.safe_load_all(FINALIZER_POLICY.read_text()) if d)
+    plane.request("POST", f"{_ADMISSION}/mutatingadmissionpolicies", policy)
+    plane.request("POST", f"{_ADMISSION}/mutatingadmissionpolicybindings", binding)
+    path = f"/apis/{GROUP}/{VERSION}/namespaces/default/{PLURAL}"
+    deadline = time.monotonic() + timeout
+    for attempt in itertools.count():
+        name = f"finalizer-probe-{attempt}"
+        try:
+            made = plane.request("POST", path, apitoken(name, enabled=True))
+        except urllib.error.HTTPError as error:
+            if error.code != 503:  # the policy's types are resolved for a second or so after it is made
+                raise
+            made = None
+        if made is not None:
+            plane.request("DELETE", f"{path}/{name}")
+            if _FINALIZER in (made["metadata"].get("finalizers") or []):
+                left = plane.request("GET", f"{path}/{name}")  # no operator here to release it
+                left["metadata"]["finalizers"] = []
+                plane.request("PUT", f"{path}/{name}", left)
+                return
+        if time.monotonic() > deadline:
+            raise BenchmarkError(f"the finalizer policy did not apply within {timeout:g} s")
+        time.sleep(0.5)

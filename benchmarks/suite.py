@@ -38,7 +38,16 @@ from typing import Any
 from apitoken_devenv.controlplane import load_yaml_documents, running_control_plane
 from apitoken_devenv.paths import default_crd_files
 from benchmarks import profiling, scenarios
-from benchmarks.harness import BenchmarkError, Emulator, checkout, commit, machine, progress, this_tree
+from benchmarks.harness import (
+    BenchmarkError,
+    Emulator,
+    checkout,
+    commit,
+    install_finalizer_policy,
+    machine,
+    progress,
+    this_tree,
+)
 from benchmarks.report import format_table
 
 SCENARIOS: dict[str, tuple[str, Callable[[scenarios.Context], dict[str, Any]]]] = {
@@ -94,6 +103,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="ARG",
         help="pass ARG to every `apitoken-operator run`, e.g. --operator-arg=--events=warnings "
         "(recorded in the JSON as operator_args)",
+    )
+    parser.add_argument(
+        "--no-admission-finalizer",
+        dest="admission_finalizer",
+        action="store_false",
+        help="leave out the MutatingAdmissionPolicy that puts the operator's finalizer on new ApiTokens "
+        "(the chart installs it on Kubernetes 1.36+; without it the operator adds the finalizer itself, "
+        "one write more per ApiToken, as on older clusters); recorded as admission_finalizer",
     )
     parser.add_argument(
         "--compare",
@@ -163,6 +180,10 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], pathlib.Path]:
     crds = load_yaml_documents(default_crd_files())
     with running_control_plane(workdir=workdir / "controlplane", crds=crds, progress=progress) as plane:
         result["machine"] = machine()
+        result["admission_finalizer"] = args.admission_finalizer
+        if args.admission_finalizer:
+            install_finalizer_policy(plane)
+            progress("the admission finalizer policy applies to new ApiTokens")
         emulator = Emulator(workdir, profile=args.emulator_profile)
         progress(f"emulator at {emulator.base_url} (profile {args.emulator_profile or 'none'})")
         result["emulator_profile"] = args.emulator_profile

@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from apitoken_devenv import binaries
+from apitoken_operator.reconcile.attention import FINALIZER
 from tests.fixtures.cluster import Cluster
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -322,6 +323,8 @@ def test_helm_renders_offline_for_a_kubernetes_the_chart_admits(helm: Helm) -> N
         ("podDisruptionBudget.minAvailable=half", "minAvailable"),
         ("serviceAccount.automount=yes", "automount"),
         ("revisionHistoryLimit=-1", "revisionHistoryLimit"),
+        ("admissionFinalizer.enabled=sometimes", "enabled"),
+        ("admissionFinalizer.enable=true", "enable"),
     ],
 )
 def test_the_values_schema_rejects_typos_and_wrong_values(helm: Helm, setting: str, complaint: str) -> None:
@@ -338,6 +341,7 @@ def test_the_values_schema_rejects_typos_and_wrong_values(helm: Helm, setting: s
         ({"rbac": {"scope": "namespaces"}, "watchNamespaces": ["team-*"]}, "needs exact names"),
         ({"peering": {"enabled": True}, "watchNamespaces": ["team-*"]}, "needs exact names"),
         ({"metrics": {"enabled": False, "serviceMonitor": {"enabled": True}}}, "needs metrics.enabled"),
+        ({"admissionFinalizer": {"enabled": True}, "watchNamespaces": ["team-*"]}, "needs exact names"),
     ],
 )
 def test_contradictory_values_fail_with_a_message(helm: Helm, values: dict[str, Any], complaint: str) -> None:
@@ -820,3 +824,55 @@ def test_service_account_automount_revision_history_and_pull_secrets(helm: Helm)
     ]
     only_global = helm.template({"global": {"imagePullSecrets": [{"name": "g"}]}})
     assert find(only_global, "Deployment")["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": "g"}]
+
+
+# --- the finalizer at admission (0.4.0) ----------------------------------------------------------------
+
+SERVED = ("--api-versions", "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy")
+
+
+def _policy_objects(helm: Helm, values: dict[str, Any] | None, *extra: str) -> list[dict[str, Any]]:
+    output = helm.run(*helm.template_args(values, release="r", namespace="op"), *extra).stdout
+    return [d for d in yaml.safe_load_all(output) if d and d["kind"].startswith("MutatingAdmissionPolicy")]
+
+
+def test_the_admission_finalizer_is_installed_where_the_cluster_serves_it(helm: Helm) -> None:
+    """auto: with the API served, a policy adding only the operator's finalizer on creation, failing open,
+    bound to every namespace; without it (an older cluster), nothing."""
+    assert _policy_objects(helm, None) == []
+    policy, binding = _policy_objects(helm, None, *SERVED)
+    assert (policy["kind"], binding["kind"]) == ("MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding")
+    spec = policy["spec"]
+    assert spec["matchConstraints"]["resourceRules"] == [
+        {
+            "apiGroups": ["dynatrace.apitokens.io"],
+            "apiVersions": ["*"],
+            "operations": ["CREATE"],
+            "resources": ["apitokens"],
+        }
+    ]
+    assert spec["failurePolicy"] == "Ignore"
+    assert FINALIZER in spec["mutations"][0]["applyConfiguration"]["expression"]
+    assert binding["spec"] == {
+        "policyName": policy["metadata"]["name"],
+        "matchResources": {"namespaceSelector": {}},
+    }
+
+
+def test_the_admission_finalizer_binds_only_the_watched_namespaces(helm: Helm) -> None:
+    _, binding = _policy_objects(helm, {"watchNamespaces": ["team-a", "team-b"]}, *SERVED)
+    assert binding["spec"]["matchResources"]["namespaceSelector"] == {
+        "matchExpressions": [
+            {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["team-a", "team-b"]}
+        ]
+    }
+    # a glob cannot be selected: auto installs nothing rather than bind namespaces no operator watches
+    assert _policy_objects(helm, {"watchNamespaces": ["team-*"]}, *SERVED) == []
+
+
+@pytest.mark.parametrize(("enabled", "served", "installed"), [(False, True, False), (True, False, True)])
+def test_the_admission_finalizer_can_be_forced_either_way(
+    helm: Helm, enabled: bool, served: bool, installed: bool
+) -> None:
+    objects = _policy_objects(helm, {"admissionFinalizer": {"enabled": enabled}}, *(SERVED if served else ()))
+    assert bool(objects) is installed

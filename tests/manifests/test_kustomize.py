@@ -224,6 +224,7 @@ COMBINATIONS = {
     "namespaced-rbac": ("namespaced-rbac",),
     "peering": ("peering",),
     "namespaced-peering": ("namespaced-rbac", "namespaced-peering"),
+    "admission-finalizer": ("admission-finalizer",),
 }
 #: the chart's values for each combination (watchNamespaces added where namespaces are watched)
 CHART_VALUES: dict[str, dict[str, Any]] = {
@@ -235,6 +236,7 @@ CHART_VALUES: dict[str, dict[str, Any]] = {
         "replicaCount": 2,
         "strategy": {"type": "RollingUpdate"},
     },
+    "admission-finalizer": {"admissionFinalizer": {"enabled": True}},
 }
 
 
@@ -384,6 +386,19 @@ def test_the_peering_components_match_the_charts_peering_modes(
     )
 
 
+def test_the_admission_finalizer_component_is_the_charts_policy(helm: Helm, tmp_path: pathlib.Path) -> None:
+    """The same MutatingAdmissionPolicy and binding (every namespace, as the base watches) as the chart's
+    admissionFinalizer; nothing else added."""
+    ours = overlay(tmp_path, "admission-finalizer")
+    chart = chart_like_deploy(helm, CHART_VALUES["admission-finalizer"])
+    for kind in ("MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding"):
+        mine, theirs = find(ours, kind), find(chart, kind)
+        assert mine["metadata"]["name"] == theirs["metadata"]["name"]
+        assert mine["spec"] == theirs["spec"], kind
+    assert find(ours, "MutatingAdmissionPolicyBinding")["spec"]["matchResources"] == {"namespaceSelector": {}}
+    assert len(ours) == len(rendered()) + 2
+
+
 def test_the_peering_components_crds_are_the_charts() -> None:
     chart = ROOT / "charts" / "dynatrace-apitoken-operator" / "files" / "kopf-peering-crds"
     ours = COMPONENTS / "peering" / "crds"
@@ -460,7 +475,7 @@ def test_the_overlays_in_docs_kustomize_md_build_to_the_charts_modes(
             assert overlays and "team" not in overlays[-1], "a team-a file belongs to the overlay before it"
             overlays[-1]["team"] = body
     url = re.compile(r"https://git\.example\.com/platform/dynatrace-apitoken-operator\.git//(\S+)\?ref=\S+")
-    combinations = ["namespaced-rbac", "peering", "namespaced-peering"]
+    combinations = ["namespaced-rbac", "peering", "namespaced-peering", "admission-finalizer"]
     assert len(overlays) == len(combinations)  # in this order in the document
     for index, (files, combination) in enumerate(zip(overlays, combinations, strict=True)):
         root = tmp_path / f"doc-{index}" / "my-overlay"
@@ -483,3 +498,6 @@ def test_the_overlays_in_docs_kustomize_md_build_to_the_charts_modes(
         assert_same_rbac(ours, chart)
         assert scope_args(ours) == scope_args(chart), combination
         assert peering_objects(ours) == peering_objects(chart), combination
+        for kind in ("MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding"):
+            mine = [o["spec"] for o in ours if o["kind"] == kind]
+            assert mine == [o["spec"] for o in chart if o["kind"] == kind], (combination, kind)

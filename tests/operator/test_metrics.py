@@ -2,32 +2,14 @@
 
 from __future__ import annotations
 
-import urllib.request
-
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from apitoken_devenv.controlplane import free_port
-from apitoken_operator.dynatrace.secrets import TOKEN_PATTERN
 from tests.fixtures.cluster import wait_until
+from tests.fixtures.metrics import scrape, value
 from tests.fixtures.operator import GROUP, PLURAL, VERSION, OperatorEnv
 
 pytestmark = pytest.mark.controlplane
-
-
-def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    assert not TOKEN_PATTERN.search(text)
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
-def value(samples: dict, metric: str, **labels: str) -> float:
-    return sum(v for (n, ls), v in samples.items() if n == metric and set(labels.items()) <= set(ls))
 
 
 def test_metrics_after_create_rotate_and_a_failure(operator_env: OperatorEnv):
