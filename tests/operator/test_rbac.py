@@ -212,6 +212,13 @@ def test_cluster_scoped_rbac_carries_a_whole_lifecycle_without_a_permission_erro
     )
     role = kubernetes.client.RbacAuthorizationV1Api(k8s).read_cluster_role(account_name(release))
     assert granted(role) == EXPECTED_WORKLOAD | EXPECTED_CRDS | EXPECTED_NAMESPACES
+    # admissionFinalizer=auto on this server (1.37 serves MutatingAdmissionPolicy): bound to the one
+    # watched namespace
+    admission: Any = kubernetes.client.AdmissionregistrationV1Api(k8s)
+    binding = admission.read_mutating_admission_policy_binding(
+        f"{account_name(release)}.finalizer.dynatrace.apitokens.io"
+    )
+    assert binding.spec.match_resources.namespace_selector.match_expressions[0].values == [namespace]
     kubeconfig = service_account_kubeconfig(
         env.cluster, k8s, namespace, account_name(release), tmp_path / "sa.kubeconfig"
     )
