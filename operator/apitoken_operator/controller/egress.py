@@ -22,13 +22,14 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-import urllib.request
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpcore
 import httpx
+
+from apitoken_operator.dynatrace.transport import env_proxy
 
 __all__ = [
     "AddressRefused",
@@ -113,16 +114,7 @@ def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | No
 def through_proxy(url: str) -> bool:
     """Whether the environment (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY) sends `url` through a
     proxy. The proxy then resolves and connects, so only the check before the first use applies."""
-    parts = urlsplit(url)
-    proxies = urllib.request.getproxies_environment()
-    if parts.scheme.lower() not in proxies and "all" not in proxies:
-        return False
-    host = (parts.hostname or "").lower()
-    for entry in proxies.get("no", "").lower().split(","):
-        suffix = entry.strip().lstrip(".")
-        if suffix == "*" or (suffix and (host == suffix or host.endswith("." + suffix))):
-            return False
-    return True
+    return env_proxy(url) is not None
 
 
 def networks(cidrs: Iterable[str]) -> tuple[IPNetwork, ...]:
