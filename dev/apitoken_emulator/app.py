@@ -189,6 +189,8 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         response = ApiError(500, "Internal error in the emulator.").response()
     response = _check_contract(emulator, request, operation, response)
     emulator.counters.record(operation, response.status)
+    if emulator.faults.config.compress and "gzip" in request.headers.get("Accept-Encoding", ""):
+        response.enable_compression(web.ContentCoding.gzip)
     return response
 
 

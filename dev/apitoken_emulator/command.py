@@ -86,6 +86,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     faults.add_argument(
         "--server-error-html", action="store_true", default=None, help="5xx bodies as a gateway's HTML page"
     )
+    faults.add_argument(
+        "--compress", action="store_true", default=None, help="gzip answers when the client accepts gzip"
+    )
     faults.add_argument("--latency", type=float, help="seconds added to each request, before handling")
     faults.add_argument("--drop-ratio", type=float, help="share of connections closed before handling")
     faults.add_argument(
@@ -132,6 +135,7 @@ _FAULT_FLAGS = (
     "server_error_ratio",
     "server_error_statuses",
     "server_error_html",
+    "compress",
     "latency",
     "drop_ratio",
     "drop_response_ratio",

@@ -80,6 +80,8 @@ class FaultConfig:
     server_error_statuses: tuple[int, ...] = SERVER_ERROR_STATUSES
     #: 5xx bodies as a gateway's HTML page instead of Dynatrace's JSON envelope.
     server_error_html: bool = False
+    #: Answers gzip-compressed whenever the client accepts gzip, as a web server in front of an API may do.
+    compress: bool = False
     #: Seconds added before each request is handled.
     latency: float = 0.0
     #: Share of requests whose connection is closed before they are handled (nothing happens).
@@ -206,6 +208,7 @@ REALISTIC: Mapping[str, Any] = {
     "paging": "offset",
     "usage_interval": 1.0,
     "usage_ratio": 0.2,
+    "compress": True,
 }
 
 

@@ -25,6 +25,7 @@ REALISTIC = {
     "paging": "offset",
     "usage_interval": 1.0,
     "usage_ratio": 0.2,
+    "compress": True,
     "rate_limit_ratio": 0.0,
     "throttle_capacity": None,
 }
@@ -57,6 +58,7 @@ def test_defaults_stay_off() -> None:
     assert config.paging is Paging.KEYSET
     assert config.usage_interval == config.throttle_wait == config.list_latency == config.get_latency == 0.0
     assert config.throttle_capacity is None
+    assert config.compress is False
     assert FaultConfig.profile("default") == config
 
 
@@ -167,7 +169,10 @@ async def test_a_walk_under_the_realistic_profile_keeps_the_contract() -> None:
             emulator.create_token(f"t{index}")
         tokens = await list_all(api, pageSize=100, fields="+lastUsedDate,+lastUsedIpAddress")
         assert len(tokens) == 151
-        assert (await api.get(f"{API}/{tokens[0]['id']}")).status_code == 200
+        answer = await api.get(f"{API}/{tokens[0]['id']}")
+        assert answer.status_code == 200
+        # compressed as the client accepts gzip, and the contract checked on what the client reads
+        assert answer.headers["content-encoding"] == "gzip" and answer.json()["id"] == tokens[0]["id"]
         last = emulator.store.get(tokens[-1]["id"])
         assert last is not None
         await eventually(lambda: last.last_used_date is not None, seconds=20)
