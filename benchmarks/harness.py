@@ -402,11 +402,15 @@ def apitoken(name: str, *, enabled: bool) -> dict[str, Any]:
     }
 
 
-def prepare_namespace(api: kubernetes.client.ApiClient, namespace: str, emulator: Emulator) -> None:
-    """The namespace and its connection Secret (the operator's default connection)."""
+def prepare_namespace(
+    api: kubernetes.client.ApiClient, namespace: str, emulator: Emulator, *, finalizer_policy: bool = True
+) -> None:
+    """The namespace and its connection Secret (the operator's default connection); without
+    `finalizer_policy`, labelled so that the admission finalizer policy leaves its ApiTokens alone."""
     core = kubernetes.client.CoreV1Api(api)
+    labels = None if finalizer_policy else {WITHOUT_FINALIZER_POLICY: "true"}
     core.create_namespace(
-        kubernetes.client.V1Namespace(metadata=kubernetes.client.V1ObjectMeta(name=namespace))
+        kubernetes.client.V1Namespace(metadata=kubernetes.client.V1ObjectMeta(name=namespace, labels=labels))
     )
     core.create_namespaced_secret(
         namespace,
@@ -724,6 +728,8 @@ class Variant:
     python_path: pathlib.Path | None = None
     #: appended to every namespace the scenarios use, so two variants never share objects
     suffix: str = ""
+    #: whether its install puts the finalizer on at admission (a ref from before admissionFinalizer: no)
+    finalizer_policy: bool = True
 
     def env(self) -> dict[str, str]:
         if self.python_path is None:
@@ -750,7 +756,11 @@ def checkout(ref: str, into: pathlib.Path) -> Variant:
     )
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
     label = sha[:7] if sha.startswith(ref) else f"{ref} ({sha[:7]})"
-    variant = Variant(label=label, sha=sha, python_path=into / "operator", suffix="-ref")
+    policy = FINALIZER_POLICY.relative_to(SOURCE_ROOT).as_posix()
+    shipped = _command("git", "cat-file", "-e", f"{sha}:{policy}") is not None
+    variant = Variant(
+        label=label, sha=sha, python_path=into / "operator", suffix="-ref", finalizer_policy=shipped
+    )
     found = subprocess.run(
         [sys.executable, "-c", "import apitoken_operator; print(apitoken_operator.__file__)"],
         env={**os.environ, **variant.env()},
@@ -767,6 +777,8 @@ def checkout(ref: str, into: pathlib.Path) -> Variant:
 
 FINALIZER_POLICY = SOURCE_ROOT / "deploy" / "components" / "admission-finalizer" / "finalizer-policy.yaml"
 _FINALIZER = "dynatrace.apitokens.io/finalizer"
+#: a namespace label: the finalizer policy does not apply there (a --compare ref that did not ship it)
+WITHOUT_FINALIZER_POLICY = "benchmark.apitokens.io/without-finalizer-policy"
 _ADMISSION = "/apis/admissionregistration.k8s.io/v1"
 
 
@@ -774,6 +786,9 @@ def install_finalizer_policy(plane: ControlPlane, *, timeout: float = 30.0) -> N
     """The shipped MutatingAdmissionPolicy and binding (every namespace), as the chart installs them on
     Kubernetes 1.36+, and wait until a new ApiToken gets the finalizer (probed in `default`)."""
     policy, binding = (d for d in yaml.safe_load_all(FINALIZER_POLICY.read_text()) if d)
+    binding["spec"]["matchResources"]["namespaceSelector"] = {
+        "matchExpressions": [{"key": WITHOUT_FINALIZER_POLICY, "operator": "DoesNotExist"}]
+    }
     plane.request("POST", f"{_ADMISSION}/mutatingadmissionpolicies", policy)
     plane.request("POST", f"{_ADMISSION}/mutatingadmissionpolicybindings", binding)
     path = f"/apis/{GROUP}/{VERSION}/namespaces/default/{PLURAL}"

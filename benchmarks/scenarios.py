@@ -132,6 +132,10 @@ class Context:
     def custom(self) -> kubernetes.client.CustomObjectsApi:
         return kubernetes.client.CustomObjectsApi(self.api)
 
+    def prepare(self, namespace: str) -> None:
+        """The scenario's namespace and connection Secret, as this variant's install would have it."""
+        prepare_namespace(self.api, namespace, self.emulator, finalizer_policy=self.variant.finalizer_policy)
+
     def namespace(self, base: str) -> str:
         """The scenario's namespace for this variant: with --compare each variant has its own."""
         return f"{base}{self.variant.suffix}"
@@ -304,7 +308,7 @@ def _failed_calls(emulator: Emulator) -> int:
 
 def apply_to_ready(ctx: Context) -> dict[str, Any]:
     namespace, count = ctx.namespace("bench-latency"), ctx.sizes.latency_tokens
-    prepare_namespace(ctx.api, namespace, ctx.emulator)
+    ctx.prepare(namespace)
     with ctx.watch(namespace) as watch:
         operator = ctx.start_operator(namespace, "apply_to_ready")
         ctx.warm_up(namespace, watch, operator, keep=True)
@@ -349,7 +353,7 @@ def apply_to_ready(ctx: Context) -> dict[str, Any]:
 
 def burst_restart_delete(ctx: Context) -> dict[str, Any]:
     namespace, count = ctx.namespace("bench-burst"), ctx.sizes.burst_tokens
-    prepare_namespace(ctx.api, namespace, ctx.emulator)
+    ctx.prepare(namespace)
     names = [f"burst-{index:05d}" for index in range(count)]
     enabled_count = (count + 1) // 2
 
@@ -585,7 +589,7 @@ def _drift_operator(ctx: Context) -> dict[str, Any]:
         ctx.sizes.drift_interval,
         ctx.sizes.drift_window,
     )
-    prepare_namespace(ctx.api, namespace, ctx.emulator)
+    ctx.prepare(namespace)
     with ctx.watch(namespace) as watch:
         operator = ctx.start_operator(namespace, "drift", "--drift-interval", str(interval))
         ctx.warm_up(namespace, watch, operator, keep=True)
@@ -759,7 +763,7 @@ def steady(ctx: Context) -> dict[str, Any]:
     last_used_interval = ctx.sizes.steady_last_used_interval
     emulator = ctx.emulator
     names = [f"steady-{index:05d}" for index in range(count)]
-    prepare_namespace(ctx.api, namespace, emulator)
+    ctx.prepare(namespace)
     faults_before = emulator.faults()
     usage = {"usage_interval": 1.0, "usage_ratio": 1.0}
     emulator.set_faults(usage)
@@ -923,7 +927,7 @@ class _Sampler:
 
 def rss(ctx: Context) -> dict[str, Any]:
     namespace, count = ctx.namespace("bench-rss"), ctx.sizes.rss_tokens
-    prepare_namespace(ctx.api, namespace, ctx.emulator)
+    ctx.prepare(namespace)
     names = [f"rss-{index:05d}" for index in range(count)]
     with ctx.watch(namespace) as watch:
         operator = ctx.start_operator(namespace, "rss")

@@ -199,7 +199,13 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], pathlib.Path]:
         result["operator_args"] = args.operator_arg
         result["variant"] = variants[-1].label
         if args.compare:
-            result["compare"] = {"variant": variants[0].label, "sha": variants[0].sha, "errors": {}}
+            result["compare"] = {
+                "variant": variants[0].label,
+                "sha": variants[0].sha,
+                # a ref from before the chart's admissionFinalizer runs without it, as it was installed
+                "admission_finalizer": args.admission_finalizer and variants[0].finalizer_policy,
+                "errors": {},
+            }
         try:
             for name in wanted:
                 key, scenario = SCENARIOS[name]
