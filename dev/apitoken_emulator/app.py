@@ -189,9 +189,20 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         response = ApiError(500, "Internal error in the emulator.").response()
     response = _check_contract(emulator, request, operation, response)
     emulator.counters.record(operation, response.status)
-    if emulator.faults.config.compress and "gzip" in request.headers.get("Accept-Encoding", ""):
+    if _compressible(emulator, request, response):
         response.enable_compression(web.ContentCoding.gzip)
     return response
+
+
+def _compressible(emulator: Emulator, request: web.Request, response: web.StreamResponse) -> bool:
+    """`compress` on, the client accepting gzip, and a body to compress (a 204 has none)."""
+    return (
+        emulator.faults.config.compress
+        and "gzip" in request.headers.get("Accept-Encoding", "")
+        and isinstance(response, web.Response)
+        and bool(response.body)
+        and response.status != 204
+    )
 
 
 def build_app(emulator: Emulator) -> web.Application:
