@@ -339,9 +339,9 @@ class Operator:
             )
         )
 
-    def kube_writes(self) -> int | None:
-        """Kubernetes writes the operator made so far, from its own metrics (None: an operator version
-        without the metric, e.g. an older ref under --compare)."""
+    def kube_writes(self, resource: str | None = None) -> int | None:
+        """Kubernetes writes the operator made so far (to `resource` only, if given), from its own metrics
+        (None: an operator version without the metric, e.g. an older ref under --compare)."""
         try:
             text = httpx.get(self.metrics_url, timeout=5).text
         except httpx.HTTPError:
@@ -355,6 +355,7 @@ class Operator:
                 float(line.rpartition(" ")[2])
                 for line in found
                 if any(f'verb="{verb}"' in line for verb in WRITE_VERBS)
+                and (resource is None or f'resource="{resource}"' in line)
             )
         )
 

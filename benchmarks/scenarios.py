@@ -470,7 +470,11 @@ def _restart(
         "seconds_observed": round(observed, 1),
         "all_resumed_seconds": round(resumed_at - started, 1) if resumed_at is not None else None,
         "creates": calls.get("create", 0),
-        "secret_writes": writes.total("secrets"),
+        # the operator's own when it counts them: kube-controller-manager's garbage collector may still be
+        # deleting an earlier scenario's Secrets meanwhile
+        "secret_writes": operator_secret_writes
+        if (operator_secret_writes := operator.kube_writes("secrets")) is not None
+        else writes.total("secrets"),
         "dynatrace_calls": sum(calls.values()),
         "dynatrace_calls_by_operation": calls,
         "kubernetes_writes": writes.total(),
