@@ -489,7 +489,14 @@ def test_cluster_wide_as_installed_with_the_deployments_own_arguments(
                     "metadata": {"name": name},
                     "spec": SPEC,
                 }
-                custom.create_namespaced_custom_object(GROUP, VERSION, "team-a", PLURAL, body)
+                # right after an install or upgrade made the finalizer policy, the API server answers 503
+                # for a second or so (docs/install.md#the-finalizer-at-admission): retry, as clients do
+                wait_until(
+                    lambda: _created_unless_503(custom, body),
+                    timeout=15,
+                    interval=0.25,
+                    what=f"ApiToken {name} to be accepted",
+                )
 
                 def ready() -> bool:
                     status = (
@@ -548,3 +555,13 @@ def test_cluster_wide_as_installed_with_the_deployments_own_arguments(
             assert permission_problems(log.read_text()) == [], log.read_text()[-3000:]
             helm.uninstall("dto", "apitoken-system")
         assert emulator.contract_violations == []
+
+
+def _created_unless_503(custom: Any, body: dict[str, Any]) -> bool:
+    try:
+        custom.create_namespaced_custom_object(GROUP, VERSION, "team-a", PLURAL, body)
+    except kubernetes.client.ApiException as error:
+        if error.status != 503:
+            raise
+        return False
+    return True
