@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import httpx
 import pytest
 
+from apitoken_emulator.tokens import mint_secret
 from apitoken_operator.dynatrace import errors
 from apitoken_operator.dynatrace.client import DynatraceClient
 from apitoken_operator.dynatrace.models import ApiTokenCreate
@@ -19,9 +20,7 @@ from apitoken_operator.dynatrace.secrets import TokenSecret
 from apitoken_operator.dynatrace.transport import AiohttpTransport, UnsupportedProxy, env_proxy
 from apitoken_operator.settings import DynatraceSettings, RetrySettings
 
-TOKEN = TokenSecret(
-    "dt0c01.ABCDEFGHIJKLMNOPQRSTUVWX.ABCDEFGHIJKLMNOPQRSTUVWXYZABCDEFGHIJKLMNOPQRSTUVWXYZABCDEFGHIJKL"
-)
+TOKEN = TokenSecret(mint_secret())  # made at run time: a secret in output is always a leak
 ONCE = RetrySettings(max_attempts=1, initial_backoff=0.01, max_backoff=0.01, deadline=10.0)
 CREATE = ApiTokenCreate(name="t", scopes=["metrics.read"])
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
