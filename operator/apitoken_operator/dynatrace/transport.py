@@ -171,8 +171,6 @@ def _translated(error: Exception, request: httpx.Request, *, reading: bool = Fal
         kind = httpx.RemoteProtocolError  # an answer that is not HTTP aiohttp can read
     elif isinstance(error, aiohttp.ClientError | OSError):
         kind = httpx.ReadError if reading else httpx.WriteError
-    elif isinstance(error, httpx.RequestError):
-        return error  # a resolver's own refusal, already an httpx error
     else:
-        return error
+        return error  # not a transport failure (or already an httpx one): as it is
     return kind(message, request=request)
