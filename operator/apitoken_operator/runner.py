@@ -372,11 +372,13 @@ def main(args: argparse.Namespace) -> int:
 
     import kopf
 
+    from apitoken_operator import kopf_startup
     from apitoken_operator.controller.failpoints import FailPoints
     from apitoken_operator.controller.runtime import Options
     from apitoken_operator.handlers import Operator, build_registry
 
     configure_logging(log_format=args.log_format, verbose=args.verbose)
+    kopf_startup.install()
     if kubeconfig:
         # kopf's login handlers read the file from $KUBECONFIG: with --kubeconfig, that file and no other
         # (the login handler must prefer it to the pod's ServiceAccount: handlers.login).
