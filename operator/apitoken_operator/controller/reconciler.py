@@ -283,6 +283,29 @@ class Reconciler:
             desired = Desired.from_spec(work.body.get("spec") or {}, object_name=work.name)
         except SpecError as error:
             return await self._stall(work, Reason.INVALID_SPEC, str(error))
+        # The budget first, before any read: a read cancelled when the object parks costs its connection
+        # to the API server (and a TLS handshake for the next request).
+        budget = (work.namespace, desired.connection_secret or "(default)")
+        if not self._budgets.try_enter(budget, key=ObjectKey(work.namespace, work.name)):
+            logger.debug("%s: its connection's reconciles are all under way; parked", work.reference)
+            outcome = Outcome(Health.RECONCILING, Reason.PROGRESSING, "waiting for a turn on its connection")
+            return Result(outcome, retry_after=self._pace.parked_retry, parked=True)
+        try:
+            return await self._reconcile_in_budget(
+                work, desired, deleting=deleting, ids_of_others=ids_of_others, fresh=fresh
+            )
+        finally:
+            self._budgets.leave(budget)
+
+    async def _reconcile_in_budget(
+        self,
+        work: Work,
+        desired: Desired,
+        *,
+        deleting: bool,
+        ids_of_others: Callable[[str], Collection[str]],
+        fresh: bool,
+    ) -> Result:
         stalled_retry = self._settings.stalled_retry_delay
         # The object's Secret is read while the connection is resolved: one round trip, not two.
         reading = asyncio.ensure_future(self._kube.get_secret(work.namespace, desired.secret_name))
@@ -307,12 +330,6 @@ class Reconciler:
         except BaseException:
             await _discard(reading)
             raise
-        budget = (work.namespace, desired.connection_secret or "(default)")
-        if not self._budgets.try_enter(budget, key=ObjectKey(work.namespace, work.name)):
-            await _discard(reading)
-            logger.debug("%s: its connection's reconciles are all under way; parked", work.reference)
-            outcome = Outcome(Health.RECONCILING, Reason.PROGRESSING, "waiting for a turn on its connection")
-            return Result(outcome, retry_after=self._pace.parked_retry, parked=True)
         try:
             work.secret_bodies.setdefault(desired.secret_name, await reading)
             subject = Subject(work, desired, connection, deleting=deleting, ids_of_others=ids_of_others)
@@ -326,8 +343,6 @@ class Reconciler:
             return await self._fail(work, failure)
         except KubeError as error:
             return self._kube_failure(error)
-        finally:
-            self._budgets.leave(budget)
 
     def _kube_failure(self, error: KubeError) -> Result:
         failure = effects.kubernetes_failure(str(error), conflict=error.conflict, settings=self._pace)
