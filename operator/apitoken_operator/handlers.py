@@ -8,13 +8,12 @@ the reconciler adds and removes its own finalizer.
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 import kopf
 
 from apitoken_operator.api import group
-from apitoken_operator.controller.runtime import Holder, Options, Runtime, TokenIndex
-from apitoken_operator.controller.scheduler import ObjectKey
+from apitoken_operator.controller.runtime import Options, Runtime
 from apitoken_operator.dynatrace.secrets import install_log_masking
 from apitoken_operator.metrics import Metrics
 from apitoken_operator.reconcile.secret_layout import MANAGED_BY_LABEL, MANAGED_BY_VALUE
@@ -40,11 +39,6 @@ class Operator:
         if self._runtime is None:
             raise kopf.TemporaryError("the operator is still starting", delay=1)
         return self._runtime
-
-    def with_index(self, kwargs: dict[str, Any]) -> Runtime:
-        runtime = self.runtime
-        runtime.capture_index(cast(TokenIndex, kwargs["token_ids"]))
-        return runtime
 
     async def start(self) -> None:
         self._runtime = await Runtime.start(self.options, metrics=self.metrics)
@@ -98,21 +92,9 @@ def build_registry(operator: Operator) -> kopf.OperatorRegistry:
     async def cleanup(**_: Any) -> None:
         await operator.stop()
 
-    @kopf.index(*RESOURCE, id="token_ids", registry=registry)
-    async def token_ids(  # async: kopf runs a plain function in a thread, for every event
-        status: kopf.Status, uid: str | None, namespace: str | None, name: str | None, **_: Any
-    ) -> dict[str, Holder] | None:
-        """Every token an object holds: its own and those retiring after a rotation (none is another's)."""
-        owner = (uid or "", namespace or "", name or "")
-        held = {item.get("id"): (*owner, "retiring") for item in status.get("retiringTokens") or ()}
-        if status.get("id"):
-            held[status["id"]] = (*owner, "id")
-            operator.runtime.token_recorded(status["id"], ObjectKey(namespace or "", name or ""))
-        return {token_id: holder for token_id, holder in held.items() if token_id} or None
-
     @kopf.on.event(*RESOURCE, id="reconcile", registry=registry)
     async def apitoken_event(event: kopf.RawEvent, body: kopf.Body, **kwargs: Any) -> None:
-        await operator.with_index(kwargs).apitoken_event(event.get("type"), body)
+        await operator.runtime.apitoken_event(event.get("type"), body)
 
     @kopf.on.event(
         "",
@@ -123,6 +105,6 @@ def build_registry(operator: Operator) -> kopf.OperatorRegistry:
         registry=registry,
     )
     async def secret_changed(event: kopf.RawEvent, body: kopf.Body, **kwargs: Any) -> None:
-        operator.with_index(kwargs).secret_changed(event.get("type"), body)
+        operator.runtime.secret_changed(event.get("type"), body)
 
     return registry

@@ -372,13 +372,11 @@ def main(args: argparse.Namespace) -> int:
 
     import kopf
 
-    from apitoken_operator import kopf_startup
     from apitoken_operator.controller.failpoints import FailPoints
     from apitoken_operator.controller.runtime import Options
     from apitoken_operator.handlers import Operator, build_registry
 
     configure_logging(log_format=args.log_format, verbose=args.verbose)
-    kopf_startup.install()
     if kubeconfig:
         # kopf's login handlers read the file from $KUBECONFIG: with --kubeconfig, that file and no other
         # (the login handler must prefer it to the pod's ServiceAccount: handlers.login).
@@ -398,6 +396,7 @@ def main(args: argparse.Namespace) -> int:
         priority=priority or 0,
         # the peering objects of namespaces named exactly (a glob's namespaces are not known up front)
         namespaces=tuple(n for n in args.namespace or () if not any(c in n for c in "*?[]")),
+        namespace_patterns=tuple(args.namespace or ()),
         failpoints=FailPoints.from_environment(),
     )
     registry = build_registry(Operator(options))

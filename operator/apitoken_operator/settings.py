@@ -195,6 +195,10 @@ class ReconcileSettings:
     max_reconciles: int = 64
     #: Scheduled reconciles (retries, wake-ups) running at once.
     scheduler_concurrency: int = 32
+    #: The start-up listing that completes the index of held tokens (`controller.holders`): objects per
+    #: page, and how long after it an entry no watch event has confirmed is checked by a read.
+    index_page_size: int = 500
+    index_confirm_after: float = 60.0
     #: A listing's change to a token no object records yet is kept this long (seconds), this many at most:
     #: its object may record the id moments later (its status is written at the end of its reconcile).
     unclaimed_seconds: float = 600.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Container, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -124,7 +124,7 @@ async def gather(
     kube: Kube,
     now: datetime,
     deleting: bool,
-    ids_of_others: Callable[[str], Collection[str]],
+    ids_of_others: Callable[[str], Container[str]],
     fresh: bool = False,
     own_attempt: str | None = None,
     foreign_create_window: timedelta | None = None,
@@ -133,6 +133,7 @@ async def gather(
     credential_token_ids: frozenset[str] = frozenset(),
     default_policy: PolicySettings | None = None,
     holding: Callable[[str], int] = lambda namespace: 0,
+    indexed: Callable[[], Awaitable[object]] | None = None,
     max_retiring: int | None = None,
     connection_problem: str | None = None,
 ) -> Input:
@@ -142,7 +143,9 @@ async def gather(
     peering identity; `peers`: who else is alive (peering only); `credential_token_ids`: the tokens the
     operator's connections authenticate with (the object's own and the default one); `default_policy`:
     the operator's policy when the object uses the default connection; `holding(namespace)`: how many
-    ApiTokens of a namespace hold a token; `connection_problem`: why `connection` is None.
+    ApiTokens of a namespace hold a token; `indexed`: waits until `ids_of_others` and `holding` know
+    every object (a restarted operator's index is complete after its first listing; only the decisions
+    that read it wait); `connection_problem`: why `connection` is None.
     """
     recorded = work.recorded(now=now)
     pending = recorded.pending
@@ -188,6 +191,8 @@ async def gather(
     candidates: tuple[ApiToken, ...] = ()
     proven = False
     adopt = desired.adopt_token_id
+    if indexed is not None and ((adopt and recorded.token_id is None) or recorded.pending):
+        await indexed()
     adopt_claimed = bool(adopt and recorded.token_id is None and adopt in ids_of_others(work.uid))
     if connection is not None:
         credential_token_ids = credential_token_ids | {connection.client.token_id}
@@ -237,11 +242,13 @@ async def gather(
         foreign_create_window=foreign_create_window,
     )
     if needs_token_count(state):
+        if indexed is not None:
+            await indexed()
         state = replace(state, namespace_holding=holding(work.namespace))
     return state
 
 
-def made_by(token: ApiToken, pending: PendingCreate, *, excluded: Collection[str], keep: str | None) -> bool:
+def made_by(token: ApiToken, pending: PendingCreate, *, excluded: Container[str], keep: str | None) -> bool:
     """Whether `token` is what the recorded create made: it carries the name unique to that attempt.
 
     An intent recorded before creates were marked has no such name; nothing can be proven its own.
@@ -261,7 +268,7 @@ class Subject:
     connection: Connection | None
     deleting: bool
     #: the token ids other ApiTokens hold (never a lost create's leftovers)
-    ids_of_others: Callable[[str], Collection[str]] = lambda uid: ()
+    ids_of_others: Callable[[str], Container[str]] = lambda uid: ()
     problem: str | None = None
 
 
@@ -279,6 +286,7 @@ class Gatherer:
         peers: PeerDirectory | None,
         holding: Callable[[str], int],
         attempts: Mapping[str, str],
+        indexed: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         """`attempts`: uid -> the last create this process recorded (see `gather`'s `own_attempt`)."""
         self._kube = kube
@@ -288,6 +296,7 @@ class Gatherer:
         self._identity = identity
         self._peers = peers
         self._holding = holding
+        self._indexed = indexed
         self._attempts = attempts
         window = settings.foreign_create_window
         self._window = None if window is None else timedelta(seconds=window)
@@ -311,6 +320,7 @@ class Gatherer:
             credential_token_ids=await self._credential_token_ids(work, desired),
             default_policy=self._settings.policy if default else None,
             holding=self._holding,
+            indexed=self._indexed,
             max_retiring=self._settings.max_retiring,
             connection_problem=subject.problem,
         )

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import weakref
-from collections.abc import Callable, Collection, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Container, Coroutine, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -71,11 +71,13 @@ class Reconciler:
         peers: PeerDirectory | None = None,
         budgets: Budgets | None = None,
         holding: Callable[[str], int] = lambda namespace: 0,
+        indexed: Callable[[], Awaitable[object]] | None = None,
         failpoints: FailPoints | None = None,
     ) -> None:
         """`identity`: this process's peering identity, recorded with each intent; `peers`: who else is
         alive (peering only); `budgets`: how many reconciles each connection may run at once; `holding`:
         how many ApiTokens of a namespace hold a token (for the default connection's per-namespace limit);
+        `indexed`: waits until `holding` and `ids_of_others` know every object (None: they always do);
         `failpoints`: where a test may kill the process (none armed by default)."""
         self._kube = kube
         self._connections = connections
@@ -110,6 +112,7 @@ class Reconciler:
             identity=identity,
             peers=peers,
             holding=holding,
+            indexed=indexed,
             attempts=self._creator.attempts,
         )
         self._executor = Executor(
@@ -152,7 +155,7 @@ class Reconciler:
         body: dict[str, Any],
         *,
         deleting: bool = False,
-        ids_of_others: Callable[[str], Collection[str]] = lambda uid: (),
+        ids_of_others: Callable[[str], Container[str]] = lambda uid: (),
         fresh: bool = False,
     ) -> Result:
         """Bring one ApiToken in line; objects are reconciled one at a time each, many at once overall.
@@ -277,7 +280,7 @@ class Reconciler:
         return Work(body=body)
 
     async def _reconcile(
-        self, work: Work, *, deleting: bool, ids_of_others: Callable[[str], Collection[str]], fresh: bool
+        self, work: Work, *, deleting: bool, ids_of_others: Callable[[str], Container[str]], fresh: bool
     ) -> Result:
         try:
             desired = Desired.from_spec(work.body.get("spec") or {}, object_name=work.name)
@@ -303,7 +306,7 @@ class Reconciler:
         desired: Desired,
         *,
         deleting: bool,
-        ids_of_others: Callable[[str], Collection[str]],
+        ids_of_others: Callable[[str], Container[str]],
         fresh: bool,
     ) -> Result:
         stalled_retry = self._settings.stalled_retry_delay

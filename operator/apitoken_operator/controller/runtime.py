@@ -12,15 +12,16 @@ import asyncio
 import copy
 import logging
 import time
-from collections.abc import Collection, Coroutine, Hashable, Mapping
+from collections.abc import Container, Coroutine, Hashable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from apitoken_operator.api.group import KIND
 from apitoken_operator.controller.budgets import Budgets
 from apitoken_operator.controller.connections import Connections, SharedClient
 from apitoken_operator.controller.failpoints import FailPoints
 from apitoken_operator.controller.heartbeat import Heartbeat
+from apitoken_operator.controller.holders import TokenHolders
 from apitoken_operator.controller.peers import PeerDirectory
 from apitoken_operator.controller.reconciler import Reconciler, Result
 from apitoken_operator.controller.scheduler import Key, ObjectKey, QueuedEvent, Scheduler
@@ -40,12 +41,6 @@ from apitoken_operator.settings import OperatorSettings
 
 logger = logging.getLogger(__name__)
 
-#: one holder of a token: (uid, namespace, name, role); role "id" (the object's token) or "retiring"
-#: (rotated out, in its grace period)
-Holder = tuple[str, str, str, str]
-#: token id -> the ApiTokens holding it (kopf's live index)
-TokenIndex = Mapping[str, Collection[Holder]]
-
 
 @dataclass(frozen=True)
 class Options:
@@ -63,6 +58,8 @@ class Options:
     #: this replica's peering priority, and the namespaces whose peering objects it follows
     priority: int = 0
     namespaces: tuple[str, ...] = ()
+    #: every --namespace as given, globs included (what the start-up listing covers when not clusterwide)
+    namespace_patterns: tuple[str, ...] = ()
     failpoints: FailPoints = field(default_factory=FailPoints)
 
 
@@ -81,8 +78,9 @@ class Runtime:
     heartbeat: Heartbeat
     #: reconciles running at once (`ReconcileSettings.max_reconciles`)
     slots: asyncio.Semaphore
-    #: kopf's live index of recorded token ids, captured from the handlers' calls
-    token_index: TokenIndex = field(default_factory=dict)
+    #: which ApiToken holds which token (complete once `indexed` is set)
+    holders: TokenHolders = field(default_factory=TokenHolders)
+    indexed: asyncio.Event = field(default_factory=asyncio.Event)
     #: token id -> when a listing saw it change while no object recorded it yet (see `drifted`)
     unclaimed: dict[str, float] = field(default_factory=dict)
     background: set[asyncio.Task[None]] = field(default_factory=set)
@@ -90,7 +88,6 @@ class Runtime:
     seen: set[str] = field(default_factory=set)
     #: uid -> the check annotation's value when last reconciled (only objects that carry one)
     checks: dict[str, str] = field(default_factory=dict)
-    started: bool = False
 
     @classmethod
     async def start(cls, options: Options, *, metrics: Metrics) -> Runtime:
@@ -120,10 +117,12 @@ class Runtime:
             identity=options.identity or "",
             priority=options.priority,
         )
+        holders, indexed = TokenHolders(), asyncio.Event()
         reconciler = Reconciler(
             kube=kube,
             budgets=budgets,
-            holding=lambda namespace: holding(runtime.token_index, namespace),
+            holding=holders.holding,
+            indexed=indexed.wait,
             connections=connections,
             settings=settings,
             events=events.post,
@@ -151,12 +150,17 @@ class Runtime:
             standby=standby,
             heartbeat=Heartbeat(),
             slots=asyncio.Semaphore(pace.max_reconciles),
+            holders=holders,
+            indexed=indexed,
         )
         connections.on_change = runtime.drifted
-        metrics.count_managed(lambda: managed(runtime.token_index))
+        metrics.count_managed(holders.managed)
         if options.metrics_port is not None:
             metrics.serve(options.metrics_port)
         runtime.spawn(runtime.heartbeat.run())
+        runtime.spawn(runtime.load_index())
+        runtime.spawn(scheduler.run())
+        runtime.spawn(runtime.check_for_drift())
         await standby.look()  # a replica started beside a running one stands by from the start
         runtime.spawn(standby.run())
         return runtime
@@ -173,15 +177,6 @@ class Runtime:
         self.background.add(task)
         task.add_done_callback(self.background.discard)
 
-    def capture_index(self, index: TokenIndex) -> None:
-        """Keep kopf's live index, and start the background work at the first handler call (the
-        scheduler and the drift check find objects through the index)."""
-        self.token_index = index
-        if not self.started:
-            self.started = True
-            self.spawn(self.scheduler.run())
-            self.spawn(self.check_for_drift())
-
     def forget(self, uid: str) -> None:
         self.seen.discard(uid)
         self.checks.pop(uid, None)
@@ -194,8 +189,13 @@ class Runtime:
         metadata = body.get("metadata", {})
         uid = metadata.get("uid", "")
         if event_type == "DELETED":
+            self.holders.remove(uid)
             self.forget(uid)
             return
+        self.holders.update(body)
+        token_id = (body.get("status") or {}).get("id")
+        if token_id:
+            self.token_recorded(token_id, ObjectKey(metadata.get("namespace", ""), metadata.get("name", "")))
         if release_requested(body):
             await self._release(_copy(body))
             return
@@ -307,9 +307,60 @@ class Runtime:
         else:
             await self._reconcile_body(body)
 
-    def _ids_of_others(self, uid: str) -> Collection[str]:
-        index = self.token_index
-        return {token_id for token_id, owners in index.items() if any(owner[0] != uid for owner in owners)}
+    def _ids_of_others(self, uid: str) -> Container[str]:
+        return self.holders.held_by_others(uid)
+
+    # --- the index of held tokens --------------------------------------------------------------------
+
+    async def load_index(self) -> None:
+        """Complete the index with one paged listing of every watched ApiToken, retried until it succeeds
+        (creates, adoptions and lost creates wait for it); then check what no watch event confirmed."""
+        pace = self.options.settings.reconcile
+        while True:
+            try:
+                for namespace in await self._listing_scope():
+                    await self._list_into_index(namespace, page_size=pace.index_page_size)
+                break
+            except api.KubeError as error:
+                logger.warning("listing ApiTokens for the token index failed (retrying): %s", error)
+                await asyncio.sleep(pace.transient_retry)
+        self.holders.listing_done()
+        self.indexed.set()
+        logger.debug("token index complete: %d ApiTokens hold tokens", len(self.holders))
+        await asyncio.sleep(pace.index_confirm_after)
+        await self._confirm_provisional()
+
+    async def _listing_scope(self) -> list[str | None]:
+        """[None] (all namespaces) when clusterwide, else the watched namespaces (globs read as kopf does)."""
+        if self.options.clusterwide:
+            return [None]
+        patterns = self.options.namespace_patterns or self.options.namespaces
+        if all(not _is_glob(pattern) for pattern in patterns):
+            return list(dict.fromkeys(patterns))
+        from kopf._cogs.structs.references import match_namespace  # kopf's own rule for its globs
+
+        names = await self.kube.namespace_names()
+        return [name for name in names if any(match_namespace(cast(Any, name), p) for p in patterns)]
+
+    async def _list_into_index(self, namespace: str | None, *, page_size: int) -> None:
+        continue_token: str | None = None
+        while True:
+            page = await self.kube.list_apitokens(namespace, limit=page_size, continue_token=continue_token)
+            self.holders.listed(page.get("items") or ())
+            continue_token = (page.get("metadata") or {}).get("continue")
+            if not continue_token:
+                return
+
+    async def _confirm_provisional(self) -> None:
+        """Listed objects no watch event has shown since: read each, and drop those that are gone."""
+        for uid, (namespace, name) in self.holders.provisional().items():
+            try:
+                body = await self.kube.get_apitoken(namespace, name)
+            except api.KubeError as error:
+                logger.warning("%s/%s: not confirmed in the token index: %s", namespace, name, error)
+                continue
+            exists = body is not None and body.get("metadata", {}).get("uid") == uid
+            self.holders.confirm(uid, exists=exists)
 
     # --- drift ---------------------------------------------------------------------------------------
 
@@ -322,7 +373,7 @@ class Runtime:
         pace = self.options.settings.reconcile
         now = time.monotonic()
         for token_id in token_ids:
-            holders = self.token_index.get(token_id, ())
+            holders = self.holders.holders(token_id)
             for _, namespace, name, _role in holders:
                 self.scheduler.schedule(ObjectKey(namespace, name))
             if not holders:
@@ -359,14 +410,8 @@ class Runtime:
             logger.warning("drift check of connection %s failed: %s", connection.name, error)
 
 
-def holding(index: TokenIndex, namespace: str) -> int:
-    """ApiTokens of `namespace` that hold a token (their own, not one retiring)."""
-    return len({h[0] for holders in index.values() for h in holders if h[1] == namespace and h[3] == "id"})
-
-
-def managed(index: TokenIndex) -> int:
-    """Tokens in use by an object (those retiring after a rotation are not counted)."""
-    return sum(1 for holders in index.values() if any(holder[3] == "id" for holder in holders))
+def _is_glob(pattern: str) -> bool:
+    return any(character in pattern for character in "*?[]!,")
 
 
 def _copy(body: Mapping[str, Any]) -> dict[str, Any]:

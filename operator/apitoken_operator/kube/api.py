@@ -122,6 +122,23 @@ class Kube:
             )
         )
 
+    async def list_apitokens(
+        self, namespace: str | None, *, limit: int, continue_token: str | None = None
+    ) -> dict[str, Any]:
+        """One page of ApiTokens, in `namespace` or in all (None); `metadata.continue` names the next."""
+        paging: dict[str, Any] = {"limit": limit, "_preload_content": False}
+        if continue_token:
+            paging["_continue"] = continue_token
+        if namespace is None:
+            return await self._call(self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, **paging))
+        return await self._call(
+            self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, **paging)
+        )
+
+    async def namespace_names(self) -> list[str]:
+        listed = await self._call(self.core.list_namespace(_preload_content=False))
+        return [str(item["metadata"]["name"]) for item in listed.get("items") or ()]
+
     async def peering_status(self, name: str, *, namespace: str | None) -> dict[str, Any] | None:
         """The status (identity -> entry) of kopf's peering object: a KopfPeering in `namespace`, or the
         ClusterKopfPeering when None. Listed by name: the operator's RBAC grants list, not get."""
