@@ -321,7 +321,7 @@ class Runtime:
                 for namespace in await self._listing_scope():
                     await self._list_into_index(namespace, page_size=pace.index_page_size)
                 break
-            except api.KubeError as error:
+            except Exception as error:  # the API server down, refusing, timing out: it must end complete
                 logger.warning("listing ApiTokens for the token index failed (retrying): %s", error)
                 await asyncio.sleep(pace.transient_retry)
         self.holders.listing_done()
@@ -356,7 +356,7 @@ class Runtime:
         for uid, (namespace, name) in self.holders.provisional().items():
             try:
                 body = await self.kube.get_apitoken(namespace, name)
-            except api.KubeError as error:
+            except Exception as error:  # kept: a stale entry only makes the checks stricter
                 logger.warning("%s/%s: not confirmed in the token index: %s", namespace, name, error)
                 continue
             exists = body is not None and body.get("metadata", {}).get("uid") == uid
