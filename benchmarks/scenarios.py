@@ -557,8 +557,9 @@ async def _refresh(base_url: str, admin: str) -> tuple[float, int]:
 
 
 def drift(ctx: Context) -> dict[str, Any]:
-    """The environment topped up to `drift_tokens` tokens (earlier scenarios' tokens count; nothing is
-    removed afterwards, so this runs last), then one drift listing timed and its list calls counted."""
+    """The environment topped up to `drift_tokens` tokens (tokens left by earlier scenarios count; rss
+    and steady revoke theirs; nothing is removed afterwards, so this runs last), then one drift listing
+    timed and its list calls counted."""
     emulator = ctx.emulator
     existing = emulator.token_count()
     missing = max(0, ctx.sizes.drift_tokens - existing)
