@@ -18,6 +18,7 @@ import ast
 import importlib
 import importlib.abc
 import importlib.machinery
+import importlib.metadata
 import importlib.util
 import sys
 from collections.abc import Sequence
@@ -28,6 +29,18 @@ from typing import Any
 LAZY_PACKAGES = frozenset(
     {"kubernetes_asyncio.client", "kubernetes_asyncio.client.models", "kubernetes_asyncio.client.api"}
 )
+
+
+#: kubernetes_asyncio versions whose `__init__` files are plain `from … import …` lists (pinned in
+#: pyproject.toml; tests/unit/test_lazy_client.py fails if another version is installed and not checked)
+CHECKED_VERSIONS = frozenset({"36.1.0"})
+
+
+def _version() -> str | None:
+    try:
+        return importlib.metadata.version("kubernetes-asyncio")
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 class _LazyPackageLoader(importlib.abc.Loader):
@@ -88,10 +101,11 @@ class _LazyPackageFinder(importlib.abc.MetaPathFinder):
 
 
 def install() -> bool:
-    """Load those packages lazily from now on; False when one was imported eagerly already."""
+    """Load those packages lazily from now on; False when one was imported eagerly already, or when
+    kubernetes_asyncio is not a version this was checked against (its `__init__` files may change)."""
     if any(isinstance(finder, _LazyPackageFinder) for finder in sys.meta_path):
         return True
-    if any(name in sys.modules for name in LAZY_PACKAGES):
+    if any(name in sys.modules for name in LAZY_PACKAGES) or _version() not in CHECKED_VERSIONS:
         return False
     sys.meta_path.insert(0, _LazyPackageFinder())
     return True
