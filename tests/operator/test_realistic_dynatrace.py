@@ -160,11 +160,11 @@ def test_offset_pages_shifted_by_deletes_never_make_a_replacement(operator_env: 
     }
     gets_before = env.emulator.counters.count("get")
     doomed = names[-60:]  # the newest tokens: the first page, whose deletion shifts the second
-    # One delete every 0.1 s for 6 s: every listing in that time (one every ~2 s: 1 s apart, two pages
-    # 0.5 s late each) sees tokens deleted between its two pages, however fast the operator deletes.
+    # One delete every 0.2 s for 12 s: the ~6 listings in that time (one every ~2 s: 1 s apart, two
+    # pages 0.5 s late each) see tokens deleted between their two pages, however fast the operator deletes.
     for name in doomed:
         env.delete(name)
-        time.sleep(0.1)
+        time.sleep(0.2)
     survivors = names[:-60]
     wait_until(lambda: len(live_tokens(env)) == len(survivors), timeout=120, what="the deletes")
     time.sleep(3)  # more drift checks over the shifted pages
