@@ -68,7 +68,11 @@ class TokenHolders:
         self._provisional: dict[str, tuple[str, str]] = {}
         #: until the listing is in: uids a watch event has told about (the event is newer or as new)
         self._told: set[str] | None = set()
-        self.complete = False
+
+    @property
+    def complete(self) -> bool:
+        """The start-up listing is in."""
+        return self._told is None
 
     # --- the watch ---------------------------------------------------------------------------------
 
@@ -113,7 +117,6 @@ class TokenHolders:
 
     def listing_done(self) -> None:
         self._told = None
-        self.complete = True
 
     def provisional(self) -> dict[str, tuple[str, str]]:
         """uid -> (namespace, name) of the listed objects no watch event has confirmed."""
