@@ -119,6 +119,8 @@ async def list_tokens(request: web.Request) -> web.Response:
         now=emulator.clock(),
         offsets=emulator.pager.offsets,
     )
+    if position is not None:
+        await emulator.pager.follow_ups.passage()
     config = emulator.faults.config
     page = emulator.pager.page(
         query, position, offset_paging=config.paging is Paging.OFFSET, owner=_visible_owner(caller)

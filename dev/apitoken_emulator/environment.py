@@ -20,7 +20,7 @@ from apitoken_emulator.clock import Clock, ShiftableClock
 from apitoken_emulator.contract import ContractChecker, ContractViolation
 from apitoken_emulator.counters import Counters
 from apitoken_emulator.faults import FaultConfig, Faults
-from apitoken_emulator.listing import Pager
+from apitoken_emulator.listing import FollowUpGate, Pager
 from apitoken_emulator.persistence import StateFile
 from apitoken_emulator.store import TokenStore
 from apitoken_emulator.tokens import TokenRecord
@@ -83,6 +83,11 @@ class Emulator:
     @property
     def contract_violations(self) -> list[ContractViolation]:
         return [] if self.contract is None else list(self.contract.violations)
+
+    @property
+    def follow_up_pages(self) -> FollowUpGate:
+        """Hold listings between their pages, to change the store at a chosen moment (tests)."""
+        return self.pager.follow_ups
 
     def create_token(
         self,

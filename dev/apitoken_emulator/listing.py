@@ -27,10 +27,12 @@ case-insensitively; ties break by creation order.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
 import struct
+import threading
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -46,7 +48,7 @@ from apitoken_operator.dynatrace import selector as selectors
 from apitoken_operator.dynatrace.dates import DateFormatError, parse_date
 from apitoken_operator.dynatrace.models import DEFAULT_LIST_FIELDS, ListField, ParameterLocation
 
-__all__ = ["ListQuery", "OffsetCursors", "Page", "Pager", "Position", "parse_list_query"]
+__all__ = ["FollowUpGate", "ListQuery", "OffsetCursors", "Page", "Pager", "Position", "parse_list_query"]
 
 DEFAULT_PAGE_SIZE = 200
 MIN_PAGE_SIZE = 100
@@ -361,6 +363,53 @@ class _Order:
     keys: list[SortKey]
 
 
+class FollowUpGate:
+    """Holds every follow-up page request (one with `nextPageKey`) until released: a test's way to change
+    the store between a listing's pages at a moment it chooses, not one a timer makes likely.
+
+    Thread-safe, because tests run in another thread than the emulator's event loop.
+    """
+
+    def __init__(self) -> None:
+        self._open = threading.Event()
+        self._open.set()
+        self._lock = threading.Lock()
+        self._waiting = 0
+        self._passed = 0
+
+    def hold(self) -> None:
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
+
+    @property
+    def waiting(self) -> int:
+        """Follow-up page requests held right now."""
+        with self._lock:
+            return self._waiting
+
+    @property
+    def passed(self) -> int:
+        """Follow-up page requests that were held and then went on (their page read after the release)."""
+        with self._lock:
+            return self._passed
+
+    async def passage(self) -> None:
+        if self._open.is_set():
+            return
+        with self._lock:
+            self._waiting += 1
+        try:
+            while not self._open.is_set():  # noqa: ASYNC110 - set from another thread (a test's)
+                await asyncio.sleep(0.02)
+        finally:
+            with self._lock:
+                self._waiting -= 1
+        with self._lock:
+            self._passed += 1
+
+
 class Pager:
     """Serves list pages from a store, caching each sort order until the store changes."""
 
@@ -368,6 +417,7 @@ class Pager:
         self._store = store
         self._orders: dict[str, _Order] = {}
         self.offsets = OffsetCursors()
+        self.follow_ups = FollowUpGate()
 
     def _order(self, sort_field: str) -> _Order:
         usage = self._store.usage_version if sort_field == "lastUsedDate" else 0

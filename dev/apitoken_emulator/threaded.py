@@ -18,6 +18,7 @@ from apitoken_emulator.contract import ContractViolation
 from apitoken_emulator.counters import Counters
 from apitoken_emulator.environment import Emulator
 from apitoken_emulator.faults import Faults
+from apitoken_emulator.listing import FollowUpGate
 from apitoken_emulator.server import start_emulator
 from apitoken_emulator.store import TokenStore
 from apitoken_operator.dynatrace.secrets import TokenSecret
@@ -129,6 +130,10 @@ class EmulatorThread:
     @property
     def store(self) -> TokenStore:
         return self.emulator.store
+
+    @property
+    def follow_up_pages(self) -> FollowUpGate:
+        return self.emulator.follow_up_pages
 
     @property
     def clock(self) -> ShiftableClock:

@@ -190,3 +190,19 @@ async def test_a_failed_listing_is_not_repeated_at_once() -> None:
     client._http._transport = httpx.MockTransport(environment)
     await observer.refresh()
     assert set((await observer.tokens()).keys()) == {A}
+
+
+async def test_close_stops_a_listing_under_way() -> None:
+    """At shutdown the connection's client is closed; a listing left running would go on with it and fail
+    after the operator said it stopped (a traceback at every SIGTERM during a listing)."""
+    environment = Environment(token(A))
+    observer = observer_of(environment)
+    caller = await listing_under_way(environment, observer)
+    await observer.close()
+    with pytest.raises(asyncio.CancelledError):
+        async with asyncio.timeout(5):  # without the cancel, the caller waits for the held listing
+            await caller
+    environment.release.set()
+    await asyncio.sleep(0)
+    assert not observer.fresh()  # the listing never finished
+    assert [task for task in asyncio.all_tasks() if task is not asyncio.current_task()] == []

@@ -295,5 +295,6 @@ class Connections:
 
     async def close(self) -> None:
         for connection in self._by_credential.values():
+            await connection.observer.close()  # a listing under way would go on with a closed client
             await connection.client.aclose()
         self._by_credential.clear()

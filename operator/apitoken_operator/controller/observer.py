@@ -14,6 +14,7 @@ being gone, unless the operator itself saw it go (its own delete, or a 404).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -99,6 +100,14 @@ class Observer:
         if self._refreshing is None or self._refreshing.done():
             self._refreshing = asyncio.create_task(self._list())
         await asyncio.shield(self._refreshing)
+
+    async def close(self) -> None:
+        """Stop a listing under way (it runs in its own task, shielded from the callers that wait)."""
+        task, self._refreshing = self._refreshing, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
 
     async def _list(self) -> None:
         try:
