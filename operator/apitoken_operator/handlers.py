@@ -8,6 +8,7 @@ the reconciler adds and removes its own finalizer.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import kopf
@@ -24,6 +25,24 @@ ANNOTATION_PREFIX = f"kopf.{group.GROUP}"
 #: kopf removes *its* finalizer from objects no change handler needs: never let that be ours
 KOPF_FINALIZER = f"kopf.{group.GROUP}/unused"
 RESOURCE = (group.GROUP, group.VERSION, group.PLURAL)
+
+
+class NoDiffBase(kopf.DiffBaseStorage):
+    """kopf builds a diff base (a deep copy of the object, less its metadata) for every watch event, and
+    reads the last one back from an annotation, for change handlers and daemons: this operator has
+    neither, so the copy was pure cost (~3 % of a restart's CPU, measured with py-spy). Nothing is kept,
+    nothing is stored; kopf's diffs come out empty."""
+
+    def build(
+        self, *, body: kopf.Body, extra_fields: Iterable[kopf.FieldSpec] | None = None
+    ) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
 
 
 class Operator:
@@ -56,9 +75,7 @@ def build_registry(operator: Operator) -> kopf.OperatorRegistry:
         install_log_masking()
         settings.persistence.finalizer = KOPF_FINALIZER
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
-        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-            prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
-        )
+        settings.persistence.diffbase_storage = NoDiffBase()
         settings.posting.enabled = False  # Events go through kube.events; log lines are never posted
         settings.posting.loggers = False
         settings.watching.server_timeout = 300

