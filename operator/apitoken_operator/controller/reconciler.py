@@ -25,7 +25,7 @@ from apitoken_operator.controller.executor import Executor, Step
 from apitoken_operator.controller.failpoints import FailPoints
 from apitoken_operator.controller.gather import Gatherer, Subject, Work
 from apitoken_operator.controller.peers import PeerDirectory
-from apitoken_operator.controller.scheduler import ObjectKey
+from apitoken_operator.controller.scheduler import ParkedObject
 from apitoken_operator.controller.status_writer import Announcer, EventSink, StatusWriter, changes
 from apitoken_operator.dynatrace import errors
 from apitoken_operator.dynatrace.dates import parse_date
@@ -289,7 +289,7 @@ class Reconciler:
         # The budget first, before any read: a read cancelled when the object parks costs its connection
         # to the API server (and a TLS handshake for the next request).
         budget = (work.namespace, desired.connection_secret or "(default)")
-        if not self._budgets.try_enter(budget, key=ObjectKey(work.namespace, work.name)):
+        if not self._budgets.try_enter(budget, key=ParkedObject(work.uid, work.namespace, work.name)):
             logger.debug("%s: its connection's reconciles are all under way; parked", work.reference)
             outcome = Outcome(Health.RECONCILING, Reason.PROGRESSING, "waiting for a turn on its connection")
             return Result(outcome, retry_after=self._pace.parked_retry, parked=True)

@@ -9,6 +9,7 @@ same per-object-locked `Reconciler`.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Container, Coroutine, Hashable, Mapping
@@ -23,7 +24,7 @@ from apitoken_operator.controller.heartbeat import Heartbeat
 from apitoken_operator.controller.holders import TokenHolders
 from apitoken_operator.controller.peers import PeerDirectory
 from apitoken_operator.controller.reconciler import Reconciler, Result
-from apitoken_operator.controller.scheduler import Key, ObjectKey, QueuedEvent, Scheduler
+from apitoken_operator.controller.scheduler import Key, ObjectKey, ParkedObject, QueuedEvent, Scheduler
 from apitoken_operator.controller.standby import Standby
 from apitoken_operator.dynatrace import errors
 from apitoken_operator.kube import api
@@ -39,6 +40,9 @@ from apitoken_operator.reconcile.secret_layout import writers
 from apitoken_operator.settings import OperatorSettings
 
 logger = logging.getLogger(__name__)
+
+#: queued events whose bodies are kept (~13 MB at most); beyond, a queued object is read when its turn comes
+QUEUED_BODIES_MAX = 10_000
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,11 @@ class Runtime:
     seen: set[str] = field(default_factory=set)
     #: uid -> the check annotation's value when last reconciled (only objects that carry one)
     checks: dict[str, str] = field(default_factory=dict)
+    #: uid -> the body of the last event queued for it, or the one it parked with on its connection's
+    #: budget (compact JSON, without managedFields: ~1.3 KB), so that its turn needs no read of the
+    #: object; dropped when any reconcile of the object begins (which makes it possibly older than what
+    #: that reconcile saw), at most QUEUED_BODIES_MAX kept
+    queued_bodies: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     async def start(cls, options: Options, *, metrics: Metrics) -> Runtime:
@@ -100,7 +109,7 @@ class Runtime:
         runtime: Runtime
 
         def wake(key: Hashable) -> None:
-            if isinstance(key, ObjectKey):
+            if isinstance(key, ObjectKey | ParkedObject):
                 runtime.scheduler.schedule(key)
 
         budgets = Budgets(per_budget=settings.connection_reconciles, wake=wake)
@@ -177,6 +186,7 @@ class Runtime:
         task.add_done_callback(self.background.discard)
 
     def forget(self, uid: str) -> None:
+        self.queued_bodies.pop(uid, None)
         self.seen.discard(uid)
         self.checks.pop(uid, None)
         self.reconciler.forget(uid)
@@ -204,6 +214,7 @@ class Runtime:
             # Queued as an event: when its turn comes (after the object's reconcile under way, if any),
             # the object is read and looked at again; by then the event may have turned out to be the
             # echo of a write whose answer had not arrived yet.
+            self._keep_body(uid, body)
             self.scheduler.schedule(QueuedEvent(uid, metadata.get("namespace", ""), metadata.get("name", "")))
             return
         async with self.slots:
@@ -254,7 +265,15 @@ class Runtime:
         if isinstance(key, QueuedEvent):
             await self.reconciler.idle(key.uid)
         async with self.slots:
-            body = await self.kube.get_apitoken(key.namespace, key.name)
+            # The queued event's body when no reconcile of the object began since (else it may be older
+            # than what that one acted on): one read less per queued event, the echoes of a reconcile's
+            # own writes and a restart's or a burst's parked objects alike.
+            stored = self.queued_bodies.pop(key.uid, None) if not isinstance(key, ObjectKey) else None
+            body = (
+                json.loads(stored)
+                if stored is not None
+                else await self.kube.get_apitoken(key.namespace, key.name)
+            )
             if body is None:
                 return
             if isinstance(key, QueuedEvent) and not (
@@ -272,6 +291,7 @@ class Runtime:
         """One reconcile; whatever it leaves to do later (a retry, a renewal) goes to the scheduler."""
         metadata = body.get("metadata", {})
         uid, key = metadata.get("uid", ""), ObjectKey(metadata.get("namespace", ""), metadata.get("name", ""))
+        self.queued_bodies.pop(uid, None)
         check = (metadata.get("annotations") or {}).get(CHECK_ANNOTATION)
         fresh = uid in self.seen and check != self.checks.get(uid)
         self.seen.add(uid)
@@ -289,18 +309,26 @@ class Runtime:
             logger.exception("%s/%s: reconcile failed; retrying in %.0f s", key.namespace, key.name, retry)
             self.scheduler.schedule(key, retry)
             return
-        self._follow_up(uid, key, result)
+        self._follow_up(uid, key, result, body)
 
-    def _follow_up(self, uid: str, key: ObjectKey, result: Result) -> None:
+    def _follow_up(self, uid: str, key: ObjectKey, result: Result, body: Mapping[str, Any]) -> None:
         if result.released:
             self.forget(uid)
             return
+        if result.parked:  # nothing was read or written: its turn can start from the same body
+            self._keep_body(uid, body)
+        retry_key: Key = ParkedObject(uid, key.namespace, key.name) if result.parked else key
         for delay in (result.requeue_after, result.retry_after):  # something due later, or a retry
             if delay is not None:
-                self.scheduler.schedule(key, delay)
+                self.scheduler.schedule(retry_key, delay)
+
+    def _keep_body(self, uid: str, body: Mapping[str, Any]) -> None:
+        if uid in self.queued_bodies or len(self.queued_bodies) < QUEUED_BODIES_MAX:
+            self.queued_bodies[uid] = _compact(body)
 
     async def _release(self, body: dict[str, Any]) -> None:
         """The release annotation on an object being deleted: let it go at once, leaving its token."""
+        self.queued_bodies.pop(body.get("metadata", {}).get("uid", ""), None)
         if await self.reconciler.release(body):
             self.forget(body.get("metadata", {}).get("uid", ""))
         else:
@@ -411,6 +439,12 @@ class Runtime:
 
 def _is_glob(pattern: str) -> bool:
     return any(character in pattern for character in "*?[]!,")
+
+
+def _compact(body: Mapping[str, Any]) -> str:
+    """The body as compact JSON without `managedFields` (which the operator never reads)."""
+    metadata = {k: v for k, v in (body.get("metadata") or {}).items() if k != "managedFields"}
+    return json.dumps({**body, "metadata": metadata}, separators=(",", ":"))
 
 
 def _copy(body: Mapping[str, Any]) -> dict[str, Any]:

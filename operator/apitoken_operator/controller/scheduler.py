@@ -37,7 +37,17 @@ class QueuedEvent:
     name: str
 
 
-Key = ObjectKey | QueuedEvent
+@dataclass(frozen=True)
+class ParkedObject:
+    """An object parked on its connection's budget: when woken (or at the fallback retry), reconciled
+    from the body it parked with if the runtime still keeps it, else read as it is now."""
+
+    uid: str
+    namespace: str
+    name: str
+
+
+Key = ObjectKey | QueuedEvent | ParkedObject
 
 
 class Scheduler:
