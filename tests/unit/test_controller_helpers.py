@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 from apitoken_operator.controller.calls import as_observed
 from apitoken_operator.controller.echoes import EchoFilter
 from apitoken_operator.controller.gather import made_by
+from apitoken_operator.controller.runtime import _compact
 from apitoken_operator.controller.status_writer import combine_patches, merge_patch
 from apitoken_operator.dynatrace.dates import format_date
 from apitoken_operator.dynatrace.models import ApiToken, ApiTokenCreate, ApiTokenCreated
@@ -173,3 +175,33 @@ def test_a_new_reconcile_forgets_the_versions_of_older_ones() -> None:
     assert echoes.own_echo(_body("6")) and echoes.own_echo(_body("7"))
     echoes.forget("u1")
     assert not echoes.own_echo(_body("7")) and not echoes.stale(_body("1"))
+
+
+def test_a_kept_body_drops_only_what_the_operator_never_reads() -> None:
+    """A parked or queued object is reconciled later from the body it came with, kept compact: without
+    managedFields and kubectl's copy of the spec, with everything else exactly as the event had it."""
+    body = {
+        "apiVersion": "dynatrace.apitokens.io/v1alpha1",
+        "kind": "ApiToken",
+        "metadata": {
+            "name": "web",
+            "namespace": "team-a",
+            "uid": "u-1",
+            "resourceVersion": "42",
+            "generation": 3,
+            "finalizers": ["dynatrace.apitokens.io/token"],
+            "deletionTimestamp": "2026-12-02T00:00:00Z",
+            "annotations": {
+                "kubectl.kubernetes.io/last-applied-configuration": '{"spec": {"name": "web"}}',
+                "dynatrace.apitokens.io/rotate": "now",
+            },
+            "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}],
+        },
+        "spec": {"name": "web", "scopes": ["metrics.ingest"]},
+        "status": {"id": tid(1), "conditions": [{"type": "Ready", "status": "True"}]},
+    }
+    kept = json.loads(_compact(body))
+    metadata = {k: v for k, v in body["metadata"].items() if k != "managedFields"}
+    metadata["annotations"] = {"dynatrace.apitokens.io/rotate": "now"}
+    assert kept == {**body, "metadata": metadata}
+    assert "annotations" not in json.loads(_compact({"metadata": {"name": "web"}}))["metadata"]

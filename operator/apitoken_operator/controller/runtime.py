@@ -441,9 +441,17 @@ def _is_glob(pattern: str) -> bool:
     return any(character in pattern for character in "*?[]!,")
 
 
+#: never read by the operator, and together most of a body kubectl applied
+_UNREAD_ANNOTATION = "kubectl.kubernetes.io/last-applied-configuration"
+
+
 def _compact(body: Mapping[str, Any]) -> str:
-    """The body as compact JSON without `managedFields` (which the operator never reads)."""
+    """The body as compact JSON without what the operator never reads: `managedFields` and kubectl's
+    last-applied annotation (a second copy of the spec)."""
     metadata = {k: v for k, v in (body.get("metadata") or {}).items() if k != "managedFields"}
+    annotations = metadata.get("annotations")
+    if annotations and _UNREAD_ANNOTATION in annotations:
+        metadata["annotations"] = {k: v for k, v in annotations.items() if k != _UNREAD_ANNOTATION}
     return json.dumps({**body, "metadata": metadata}, separators=(",", ":"))
 
 
