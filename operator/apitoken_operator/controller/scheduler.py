@@ -29,8 +29,8 @@ class ObjectKey:
 @dataclass(frozen=True)
 class QueuedEvent:
     """A watch event that found every reconcile slot taken: when its turn comes (after the object's
-    reconcile under way, if any), the object is read and looked at like an event, so one that turned
-    out to be an echo costs a read, not a reconcile."""
+    reconcile under way, if any), it is looked at like an event (from its body if the runtime still
+    keeps it, else read), so one that turned out to be an echo costs no reconcile."""
 
     uid: str
     namespace: str
