@@ -41,7 +41,7 @@ from apitoken_operator.settings import OperatorSettings
 
 logger = logging.getLogger(__name__)
 
-#: queued events whose bodies are kept (~13 MB at most); beyond, a queued object is read when its turn comes
+#: queued or parked objects whose bodies are kept (~13 MB at most); beyond, one is read when its turn comes
 QUEUED_BODIES_MAX = 10_000
 
 
@@ -212,8 +212,8 @@ class Runtime:
             return
         if self.reconciler.busy(uid) or self.slots.locked():
             # Queued as an event: when its turn comes (after the object's reconcile under way, if any),
-            # the object is read and looked at again; by then the event may have turned out to be the
-            # echo of a write whose answer had not arrived yet.
+            # it is looked at again (from the body kept here); by then the event may have turned out to
+            # be the echo of a write whose answer had not arrived yet.
             self._keep_body(uid, body)
             self.scheduler.schedule(QueuedEvent(uid, metadata.get("namespace", ""), metadata.get("name", "")))
             return
@@ -315,7 +315,9 @@ class Runtime:
         if result.released:
             self.forget(uid)
             return
-        if result.parked:  # nothing was read or written: its turn can start from the same body
+        # Parked before any read: its turn can start from the same body (if the finalizer was added
+        # meanwhile, the reconciler finds the body stale and reads the object then)
+        if result.parked:
             self._keep_body(uid, body)
         retry_key: Key = ParkedObject(uid, key.namespace, key.name) if result.parked else key
         for delay in (result.requeue_after, result.retry_after):  # something due later, or a retry
@@ -328,9 +330,10 @@ class Runtime:
 
     async def _release(self, body: dict[str, Any]) -> None:
         """The release annotation on an object being deleted: let it go at once, leaving its token."""
-        self.queued_bodies.pop(body.get("metadata", {}).get("uid", ""), None)
+        uid = body.get("metadata", {}).get("uid", "")
+        self.queued_bodies.pop(uid, None)
         if await self.reconciler.release(body):
-            self.forget(body.get("metadata", {}).get("uid", ""))
+            self.forget(uid)
         else:
             await self._reconcile_body(body)
 
