@@ -82,6 +82,22 @@ def _settled(port: int) -> Callable[[], dict[str, float] | None]:
     return check
 
 
+def _reads_settled(port: int) -> Callable[[], tuple[float] | None]:
+    """A check that holds once two scrapes a second apart count the same ApiToken reads (as a 1-tuple,
+    which is truthy for wait_until even when the count is 0)."""
+    last: list[float] = []
+
+    def check() -> tuple[float] | None:
+        now = value(scrape(port), REQUESTS, verb="GET", resource="apitokens")
+        if last and last[-1] == now:
+            return (now,)
+        last.append(now)
+        time.sleep(1.0)
+        return None
+
+    return check
+
+
 def _delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
     return {key: n - before.get(key, 0) for key, n in after.items() if n - before.get(key, 0)}
 
@@ -147,7 +163,19 @@ def test_objects_parked_on_their_connection_are_reconciled_without_reading_them_
     operator_env.start("--metrics-port", str(port))
     spec = {"name": "web ingest", "scopes": ["metrics.ingest"]}
     _wait_for_the_policy(operator_env, spec)
-    reads_before = value(scrape(port), REQUESTS, verb="GET", resource="apitokens")
+    # The garbage collector deletes the probes' Secrets after them, and each deletion wakes a reconcile
+    # of its (gone) probe, a read: count from when they are gone and the reads have settled.
+    wait_until(
+        lambda: (
+            not [
+                s
+                for s in operator_env.core.list_namespaced_secret(operator_env.namespace).items
+                if s.metadata.name.startswith("probe-")
+            ]
+        ),
+        what="the probes' Secrets to be collected",
+    )
+    (reads_before,) = wait_until(_reads_settled(port), what="the probes' reads to settle")
     operator_env.emulator.faults.update(latency=0.3, operations=["create"])
     names = [f"burst-{i}" for i in range(24)]
     for name in names:
